@@ -1,0 +1,1 @@
+"""The connector's core: everything the three functions do, with clients passed in."""

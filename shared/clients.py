@@ -1,0 +1,217 @@
+"""Builds every client from Settings, once per process. The only place clients are made.
+
+The functions call `runtime()`; tests and the local host may build a Runtime themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    AuthenticationProvider,
+    BaseBearerTokenAuthenticationProvider,
+)
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from shared.fetch import Fetcher
+from shared.graph import GraphMailboxes
+from shared.importer import Importer
+from shared.ledger import Ledger
+from shared.mailbox_writer import FolderCache, MailboxWriter
+from shared.mapping import Directory, Mapper
+from shared.mapping_store import MappingStore
+from shared.outcomes import OutcomeStore
+from shared.settings import Settings
+from shared.split import Splitter
+from shared.state import StateStore
+from shared.telemessage import TeleMessageClient
+from shared.throttle import MailboxGate
+
+T = TypeVar("T")
+GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+
+
+class StaticTokenProvider(AccessTokenProvider):
+    """A fixed bearer token, only for a loopback Graph (the simulator); see Settings."""
+
+    def __init__(self, token: str, host: str) -> None:
+        self._token = token
+        self._hosts = AllowedHostsValidator([host])
+
+    async def get_authorization_token(self, uri: str,
+                                      additional_authentication_context: dict[str, Any]
+                                      | None = None) -> str:
+        return self._token if self._hosts.is_url_host_valid(uri) else ""
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return self._hosts
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.io_pool = ThreadPoolExecutor(32, thread_name_prefix="storage")
+        self.blob_service = _blob_service(settings)
+        self.table_service = _table_service(settings)
+        self.items_queue = _queue(settings, settings.items_queue)
+        self.state = StateStore(self.table(settings.state_table))
+        self.outcomes = OutcomeStore(self.table(settings.outcomes_table))
+        self.ledger = Ledger(self.table(settings.ledger_table))
+        self._importer: Importer | None = None
+        self._importer_loop: asyncio.AbstractEventLoop | None = None
+
+    def table(self, name: str) -> TableClient:
+        return self.table_service.get_table_client(name)
+
+    def queue(self, name: str) -> QueueClient:
+        return _queue(self.settings, name)
+
+    async def run_io(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.io_pool, functools.partial(func, *args))
+
+    def splitter(self) -> Splitter:
+        s = self.settings
+        return Splitter(self.blob_service.get_container_client(s.items_container),
+                        self.items_queue, self.outcomes, self.state)
+
+    def fetcher(self) -> Fetcher:
+        s = self.settings
+        http = httpx.Client(base_url=s.telemessage_base_url,
+                            timeout=httpx.Timeout(60.0, connect=15.0))
+        client = TeleMessageClient(http, s.telemessage_username, s.telemessage_password)
+        return Fetcher(client, self.blob_service.get_container_client(s.exports_container),
+                       self.state, timedelta(hours=s.fetch_initial_lookback_hours))
+
+    def importer(self) -> Importer:
+        """One per event loop: the Graph client and the mailbox gate belong to the loop."""
+        loop = asyncio.get_running_loop()
+        if self._importer is None or self._importer_loop is not loop:
+            self._importer = self._build_importer()
+            self._importer_loop = loop
+        return self._importer
+
+    def _build_importer(self) -> Importer:
+        s = self.settings
+        graph = GraphMailboxes(graph_client(s), httpx.AsyncClient(timeout=120.0),
+                               MailboxGate(s.graph_max_concurrency_per_mailbox))
+        mappings = MappingStore(self.blob_service, s.mapping_blob)
+        mapper = Mapper(mappings.current, Directory(graph.get_user, s.directory_cache_seconds),
+                        s.auto_mapping)
+        writer = MailboxWriter(graph, FolderCache(graph, s.archive_folder_name), self.ledger,
+                               self.run_io)
+        return Importer(self.blob_service.get_container_client(s.items_container),
+                        self.outcomes, mapper, writer, s.max_item_bytes, self.run_io)
+
+
+def graph_client(settings: Settings) -> GraphServiceClient:
+    """msgraph-sdk pointed at GRAPH_BASE_URL; the SDK's own retries are off because a blind
+    retry of a create after a 504 can duplicate an item (ours ask Graph first)."""
+    host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
+    auth = _graph_auth(settings, host)
+    options = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0,
+                                                                should_retry=False)}
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(base_url=settings.graph_base_url,
+                                 timeout=httpx.Timeout(100.0, connect=15.0),
+                                 limits=httpx.Limits(max_connections=400,
+                                                     max_keepalive_connections=100)),
+        options=options)
+    adapter = GraphRequestAdapter(auth, http)
+    adapter.base_url = settings.graph_base_url
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def _graph_auth(settings: Settings, host: str) -> AuthenticationProvider:
+    if settings.graph_credential_kind == "static_token":
+        return BaseBearerTokenAuthenticationProvider(
+            StaticTokenProvider(settings.graph_static_token, host))
+    return AzureIdentityAuthenticationProvider(_graph_credential(settings), scopes=GRAPH_SCOPES,
+                                               allowed_hosts=[host])
+
+
+def _graph_credential(settings: Settings) -> TokenCredential:
+    from azure.identity import (
+        CertificateCredential,
+        ClientSecretCredential,
+        ManagedIdentityCredential,
+    )
+
+    if settings.graph_credential_kind == "client_secret":
+        return ClientSecretCredential(settings.graph_tenant_id, settings.graph_client_id,
+                                      settings.graph_client_secret)
+    if settings.graph_credential_kind == "certificate":
+        return CertificateCredential(settings.graph_tenant_id, settings.graph_client_id,
+                                     certificate_path=settings.graph_certificate_path)
+    return ManagedIdentityCredential(client_id=settings.graph_client_id or None)
+
+
+def _storage_credential(settings: Settings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.storage.credential == "managedidentity":
+        return ManagedIdentityCredential(client_id=settings.storage.client_id)
+    return DefaultAzureCredential()  # an operator's Azure CLI login, for the CLI tools
+
+
+def _endpoint(settings: Settings, service: str, explicit: str | None) -> str:
+    return explicit or f"https://{settings.storage.account_name}.{service}.core.windows.net"
+
+
+def _blob_service(settings: Settings) -> BlobServiceClient:
+    if settings.storage.connection_string:
+        return BlobServiceClient.from_connection_string(settings.storage.connection_string)
+    return BlobServiceClient(_endpoint(settings, "blob", settings.storage.blob_endpoint),
+                             credential=_storage_credential(settings))
+
+
+def _table_service(settings: Settings) -> TableServiceClient:
+    if settings.storage.connection_string:
+        return TableServiceClient.from_connection_string(settings.storage.connection_string)
+    return TableServiceClient(_endpoint(settings, "table", settings.storage.table_endpoint),
+                              credential=_storage_credential(settings))
+
+
+def _queue(settings: Settings, name: str) -> QueueClient:
+    """Base64, as host.json's messageEncoding declares: the two must agree."""
+    policies = {"message_encode_policy": TextBase64EncodePolicy(),
+                "message_decode_policy": TextBase64DecodePolicy()}
+    if settings.storage.connection_string:
+        return QueueClient.from_connection_string(settings.storage.connection_string, name,
+                                                  **policies)
+    return QueueClient(_endpoint(settings, "queue", settings.storage.queue_endpoint), name,
+                       credential=_storage_credential(settings), **policies)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The process's Runtime, built from the environment on first use."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(Settings.from_env())
+    return _runtime
+
+
+def set_runtime(value: Runtime | None) -> None:
+    global _runtime
+    _runtime = value

@@ -1,0 +1,309 @@
+"""Microsoft Graph, as the connector uses it, through msgraph-sdk.
+
+Every mailbox call passes through the MailboxGate (back-pressure) and comes back either with a
+result or as a GraphError saying whether the failure is throttling, transient, unknown (the
+write may have happened) or permanent. Callers never see SDK exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph import GraphServiceClient
+from msgraph.generated.models.attachment_item import AttachmentItem
+from msgraph.generated.models.attachment_type import AttachmentType
+from msgraph.generated.models.file_attachment import FileAttachment
+from msgraph.generated.models.mail_folder import MailFolder
+from msgraph.generated.models.message import Message
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.item.mail_folders.item.child_folders.child_folders_request_builder import (  # noqa: E501
+    ChildFoldersRequestBuilder,
+)
+from msgraph.generated.users.item.mail_folders.item.messages.messages_request_builder import (
+    MessagesRequestBuilder,
+)
+from msgraph.generated.users.item.messages.item.attachments.attachments_request_builder import (
+    AttachmentsRequestBuilder,
+)
+from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
+    CreateUploadSessionPostRequestBody,
+)
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+from shared.throttle import MailboxGate, backoff_seconds
+
+T = TypeVar("T")
+
+# The named property that tags every item we write with its archive key (idempotency).
+ARCHIVE_PROPERTY_SET = "{541bbd6f-e9a4-4003-a777-0a9eeced438d}"
+ARCHIVE_KEY_PROPERTY = f"String {ARCHIVE_PROPERTY_SET} Name ArchiveKey"
+
+UPLOAD_CHUNK_BYTES = 10 * 320 * 1024  # 3.125 MiB: a multiple of 320 KiB, under Outlook's 4 MB
+
+
+class Failure(StrEnum):
+    THROTTLED = "throttled"  # 429: not done; retry after Retry-After
+    TRANSIENT = "transient"  # 5xx before any write, or a read that failed
+    UNKNOWN = "unknown"  # a write whose result we did not see (timeout, reset, 5xx)
+    NOT_FOUND = "not_found"
+    NO_MAILBOX = "no_mailbox"
+    REJECTED = "rejected"  # permanent 4xx: the request itself is wrong
+
+
+class GraphError(Exception):
+    def __init__(self, failure: Failure, status: int | None, code: str, message: str,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"{failure.value}: {status} {code} {message}".strip())
+        self.failure = failure
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def classify(exc: BaseException, *, write: bool) -> GraphError:
+    if isinstance(exc, GraphError):
+        return exc
+    if isinstance(exc, APIError):
+        status = exc.response_status_code
+        code, message = "", str(exc.message or "")
+        if isinstance(exc, ODataError) and exc.error is not None:
+            code, message = exc.error.code or "", exc.error.message or message
+        headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
+        retry_after = _retry_after(headers.get("retry-after"))
+        if status == 429:
+            return GraphError(Failure.THROTTLED, status, code, message, retry_after or 1.0)
+        if code in ("MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI"):
+            return GraphError(Failure.NO_MAILBOX, status, code, message)
+        if status == 404:
+            return GraphError(Failure.NOT_FOUND, status, code, message)
+        if status is not None and (status >= 500 or status == 408):
+            kind = Failure.UNKNOWN if write else Failure.TRANSIENT
+            return GraphError(kind, status, code, message, retry_after)
+        return GraphError(Failure.REJECTED, status, code, message)
+    if isinstance(exc, httpx.TimeoutException | httpx.TransportError | asyncio.TimeoutError):
+        kind = Failure.UNKNOWN if write else Failure.TRANSIENT
+        return GraphError(kind, None, type(exc).__name__, str(exc))
+    raise exc
+
+
+def _retry_after(value: Any) -> float | None:
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    id: str
+    user_principal_name: str
+    mail: str | None
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class ExistingAttachment:
+    name: str
+    size: int
+
+
+class GraphMailboxes:
+    """The Graph operations the connector needs, each scoped to a mailbox and gated."""
+
+    def __init__(self, client: GraphServiceClient, upload_http: httpx.AsyncClient,
+                 gate: MailboxGate, max_attempts: int = 6, backoff_base: float = 0.5) -> None:
+        self._client = client
+        self._upload_http = upload_http  # no auth: upload URLs are pre-authenticated
+        self._gate = gate
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self.throttled = 0
+        self.requests = 0
+
+    async def _call(self, mailbox: str | None, op: Callable[[], Awaitable[T]], *,
+                    write: bool = False) -> T:
+        """Runs `op` under the mailbox gate, retrying throttling and (for reads) transient
+        failures. A write whose outcome is unknown is raised at once: the caller must look for
+        it before writing again."""
+        attempt = 0
+        while True:
+            try:
+                self.requests += 1
+                if mailbox is None:
+                    return await op()
+                async with self._gate.slot(mailbox):
+                    return await op()
+            except Exception as exc:  # noqa: BLE001 - classified below, re-raised if unknown
+                error = classify(exc, write=write)
+            attempt += 1
+            if attempt >= self._max_attempts or error.failure not in (Failure.THROTTLED,
+                                                                       Failure.TRANSIENT):
+                raise error
+            if error.failure is Failure.THROTTLED:
+                self.throttled += 1
+                wait = error.retry_after or backoff_seconds(attempt, self._backoff_base)
+                if mailbox is not None:
+                    self._gate.pause(mailbox, wait)
+                else:
+                    await asyncio.sleep(wait)
+            else:
+                await asyncio.sleep(error.retry_after or backoff_seconds(attempt,
+                                                                         self._backoff_base))
+
+    async def get_user(self, user: str) -> DirectoryUser | None:
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+            select=["id", "userPrincipalName", "mail", "displayName"])
+        config = RequestConfiguration(query_parameters=query)
+        try:
+            found = await self._call(None, lambda: self._client.users.by_user_id(user).get(
+                request_configuration=config))
+        except GraphError as error:
+            if error.failure is Failure.NOT_FOUND:
+                return None
+            raise
+        if found is None or not found.id:
+            return None
+        return DirectoryUser(found.id, found.user_principal_name or user, found.mail,
+                             found.display_name)
+
+    async def find_folder(self, mailbox: str, name: str) -> str | None:
+        escaped = name.replace("'", "''")
+        query = ChildFoldersRequestBuilder.ChildFoldersRequestBuilderGetQueryParameters(
+            filter=f"displayName eq '{escaped}'", include_hidden_folders="true",
+            select=["id", "displayName"])
+        config = RequestConfiguration(query_parameters=query)
+        page = await self._call(mailbox, lambda: self._folders(mailbox).get(
+            request_configuration=config))
+        for folder in (page.value if page and page.value else []):
+            if folder.display_name and folder.display_name.lower() == name.lower():
+                return folder.id
+        return None
+
+    async def create_folder(self, mailbox: str, name: str) -> str | None:
+        """Creates the folder; None when it already exists (a concurrent create won)."""
+        body = MailFolder(display_name=name, is_hidden=False)
+        try:
+            created = await self._call(mailbox, lambda: self._folders(mailbox).post(body),
+                                       write=True)
+        except GraphError as error:
+            if error.code == "ErrorFolderExists":  # 400 or 409 depending on the path
+                return None
+            raise
+        return created.id if created else None
+
+    def _folders(self, mailbox: str) -> ChildFoldersRequestBuilder:
+        return (self._client.users.by_user_id(mailbox).mail_folders
+                .by_mail_folder_id("msgfolderroot").child_folders)
+
+    async def find_message(self, mailbox: str, folder_id: str, archive_key: str) -> str | None:
+        escaped = archive_key.replace("'", "''")
+        query = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
+            filter=(f"singleValueExtendedProperties/Any(ep: ep/id eq '{ARCHIVE_KEY_PROPERTY}' "
+                    f"and ep/value eq '{escaped}')"),
+            select=["id"], top=2)
+        config = RequestConfiguration(query_parameters=query)
+        page = await self._call(mailbox, lambda: self._client.users.by_user_id(mailbox)
+                                .mail_folders.by_mail_folder_id(folder_id).messages.get(
+                                    request_configuration=config))
+        found = [m.id for m in (page.value if page and page.value else []) if m.id]
+        return found[0] if found else None
+
+    async def create_message(self, mailbox: str, folder_id: str, message: Message) -> str:
+        created = await self._call(mailbox, lambda: self._client.users.by_user_id(mailbox)
+                                   .mail_folders.by_mail_folder_id(folder_id).messages.post(
+                                       message), write=True)
+        if created is None or not created.id:
+            raise GraphError(Failure.UNKNOWN, None, "NoId", "create returned no message id")
+        return created.id
+
+    async def list_attachments(self, mailbox: str, message_id: str) -> list[ExistingAttachment]:
+        query = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(
+            select=["name", "size"])
+        config = RequestConfiguration(query_parameters=query)
+        page = await self._call(mailbox, lambda: self._attachments(mailbox, message_id).get(
+            request_configuration=config))
+        return [ExistingAttachment(a.name or "", int(a.size or 0))
+                for a in (page.value if page and page.value else [])]
+
+    async def add_attachment(self, mailbox: str, message_id: str, name: str,
+                             content_type: str, data: bytes) -> None:
+        body = FileAttachment(odata_type="#microsoft.graph.fileAttachment", name=name,
+                              content_type=content_type, content_bytes=data)
+        await self._call(mailbox, lambda: self._attachments(mailbox, message_id).post(body),
+                         write=True)
+
+    async def upload_attachment(self, mailbox: str, message_id: str, name: str,
+                                content_type: str, data: bytes) -> None:
+        """An upload session for an attachment over 3 MB: PUT ranges to the returned URL,
+        which is pre-authenticated and on another host, so it never gets our token."""
+        body = CreateUploadSessionPostRequestBody(attachment_item=AttachmentItem(
+            attachment_type=AttachmentType.File, name=name, size=len(data),
+            content_type=content_type))
+        session = await self._call(mailbox, lambda: self._attachments(mailbox, message_id)
+                                   .create_upload_session.post(body), write=True)
+        if session is None or not session.upload_url:
+            raise GraphError(Failure.UNKNOWN, None, "NoUploadUrl", "no upload URL returned")
+        url = session.upload_url
+        offset = 0
+        while offset < len(data):
+            chunk = data[offset: offset + UPLOAD_CHUNK_BYTES]
+            end = offset + len(chunk) - 1
+            headers = {"Content-Range": f"bytes {offset}-{end}/{len(data)}",
+                       "Content-Type": "application/octet-stream"}
+            response = await self._call(mailbox, lambda c=chunk, h=headers: self._put(url, c, h),
+                                        write=True)
+            if response.status_code == 201:
+                return
+            offset = _next_offset(response, default=end + 1)
+        raise GraphError(Failure.UNKNOWN, None, "UploadIncomplete", "no 201 after last range")
+
+    async def _put(self, url: str, chunk: bytes, headers: dict[str, str]) -> httpx.Response:
+        response = await self._upload_http.put(url, content=chunk, headers=headers)
+        if response.status_code in (200, 201, 202):
+            return response
+        raise _http_error(response)
+
+    def _attachments(self, mailbox: str, message_id: str) -> AttachmentsRequestBuilder:
+        return (self._client.users.by_user_id(mailbox).messages.by_message_id(message_id)
+                .attachments)
+
+
+def _next_offset(response: httpx.Response, default: int) -> int:
+    try:
+        ranges = response.json().get("nextExpectedRanges") or []
+    except ValueError:
+        return default
+    if not ranges:
+        return default
+    return int(str(ranges[0]).split("-", 1)[0])
+
+
+def _http_error(response: httpx.Response) -> GraphError:
+    code, message = "", response.text[:200]
+    try:
+        error = response.json().get("error", {})
+        code, message = error.get("code", ""), error.get("message", message)
+    except ValueError:
+        pass
+    status = response.status_code
+    if status == 429:
+        return GraphError(Failure.THROTTLED, status, code, message,
+                          _retry_after(response.headers.get("retry-after")) or 1.0)
+    if status >= 500:
+        return GraphError(Failure.UNKNOWN, status, code, message)
+    return GraphError(Failure.REJECTED, status, code, message)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

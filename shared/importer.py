@@ -1,0 +1,124 @@
+"""Import: one queue message -> the item's outcome in each target mailbox, recorded.
+
+Permanent problems (oversize, quarantined, unmapped) are recorded outcomes, never retries.
+Transient ones raise, so the queue delivers the message again (and, after maxDequeueCount,
+moves it to the poison queue, from which it can be replayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from shared.eml import InvalidItem, parse_eml
+from shared.graph import Failure, GraphError
+from shared.item import Item
+from shared.mailbox_writer import MailboxWriter, RetryLater
+from shared.mapping import Mapper
+from shared.messages import ItemMessage
+from shared.outcomes import ItemOutcome, MailboxOutcome, Outcome, OutcomeStore
+
+log = logging.getLogger(__name__)
+
+# An EML this much larger than the limit cannot hold an item under it (base64 is 4/3).
+RAW_OVERSIZE_FACTOR = 1.4
+
+
+@dataclass
+class Importer:
+    items: ContainerClient
+    outcomes: OutcomeStore
+    mapper: Mapper
+    writer: MailboxWriter
+    max_item_bytes: int
+    run_io: Callable[..., Awaitable[object]]
+
+    async def import_message(self, body: str) -> ItemOutcome:
+        try:
+            message = ItemMessage.from_json(body)
+        except ValueError as exc:
+            # Nothing to attach an outcome to; say so loudly and drop the message.
+            log.error("unreadable queue message", extra={"reason": "bad_message",
+                                                        "detail": str(exc)[:200]})
+            return ItemOutcome("", "", Outcome.QUARANTINED, reason="bad_message", detail=str(exc))
+        outcome = await self._import(message)
+        await self.run_io(self.outcomes.record, outcome)
+        log.info("item outcome", extra={"export": message.export, "outcome": outcome.outcome.value,
+                                        "reason": outcome.reason,
+                                        "archive_key_hash": _key_hash(outcome.archive_key),
+                                        "mailboxes": len(outcome.mailboxes)})
+        return outcome
+
+    async def _import(self, message: ItemMessage) -> ItemOutcome:
+        def outcome(kind: Outcome, **fields: object) -> ItemOutcome:
+            return ItemOutcome(message.export, message.member, kind, size=message.size,
+                               **fields)  # type: ignore[arg-type]
+
+        if message.size > self.max_item_bytes * RAW_OVERSIZE_FACTOR:
+            return outcome(Outcome.OVERSIZE, reason="oversize",
+                           detail=f"EML is {message.size} bytes; limit {self.max_item_bytes}")
+        try:
+            data = await self.run_io(self._download, message.blob)
+        except ResourceNotFoundError:
+            return outcome(Outcome.QUARANTINED, reason="item_blob_missing",
+                           detail=f"item blob {message.blob} not found; split the export again")
+        assert isinstance(data, bytes)
+        try:
+            item = parse_eml(data)
+        except InvalidItem as invalid:
+            return outcome(Outcome.QUARANTINED, reason=invalid.reason, detail=invalid.detail)
+        content = len(item.text.encode()) + sum(a.size for a in item.attachments)
+        if content > self.max_item_bytes:
+            return outcome(Outcome.OVERSIZE, reason="oversize", archive_key=item.archive_key,
+                           kind=item.kind.value,
+                           detail=f"item content is {content} bytes; limit "
+                                  f"{self.max_item_bytes}")
+        resolution = await self.mapper.resolve(item)
+        unmapped = [p.phone or p.email or p.name for p in resolution.unmapped]
+        if not resolution.targets:
+            return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
+                           kind=item.kind.value, unmapped=unmapped,
+                           detail="no participant maps to a Microsoft 365 user")
+        try:
+            per_mailbox = await self._write_all(item, [(t.mailbox, t.upn) for t in
+                                                       resolution.targets])
+        except PermanentWriteError as refused:
+            return outcome(Outcome.QUARANTINED, reason="graph_rejected", detail=str(refused),
+                           archive_key=item.archive_key, kind=item.kind.value)
+        combined = ItemOutcome.combine(per_mailbox)
+        return outcome(combined, archive_key=item.archive_key, kind=item.kind.value,
+                       mailboxes={upn: value.value for upn, value in per_mailbox.items()},
+                       unmapped=unmapped,
+                       reason="no_mailbox" if combined is Outcome.UNMAPPED else "")
+
+    async def _write_all(self, item: Item,
+                         targets: list[tuple[str, str]]) -> dict[str, MailboxOutcome]:
+        results = await asyncio.gather(*(self.writer.write(item, mailbox)
+                                         for mailbox, _ in targets), return_exceptions=True)
+        per_mailbox: dict[str, MailboxOutcome] = {}
+        for (_, upn), result in zip(targets, results, strict=True):
+            if isinstance(result, GraphError) and result.failure is Failure.REJECTED:
+                raise PermanentWriteError(f"Graph refused the item for a mailbox: "
+                                          f"{result.status} {result.code}") from result
+            if isinstance(result, BaseException):
+                # Mailboxes already written are in the ledger; the retry skips them.
+                raise RetryLater(f"{type(result).__name__}: {result}") from result
+            per_mailbox[upn] = result
+        return per_mailbox
+
+    def _download(self, blob: str) -> bytes:
+        return self.items.get_blob_client(blob).download_blob().readall()
+
+
+class PermanentWriteError(Exception):
+    """Graph refused the request itself (400-class): retrying cannot help."""
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else "-"

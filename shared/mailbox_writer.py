@@ -1,0 +1,175 @@
+"""Writes one item into one mailbox exactly once: ledger claim, folder, message, attachments.
+
+A write whose result was not seen (timeout, reset, 5xx) is never simply repeated: Graph is
+asked for the archive key first. A message that exists with attachments missing (a crash
+between creating it and uploading them) is completed, not written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shared.graph import Failure, GraphError, GraphMailboxes
+from shared.item import Attachment, Item
+from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
+from shared.outcomes import MailboxOutcome
+from shared.render import render_message
+from shared.throttle import backoff_seconds
+
+SINGLE_POST_MAX = 3 * 1024 * 1024 - 1  # raw bytes; above this Graph wants an upload session
+CREATE_BODY_BUDGET = 3_900_000  # bytes of JSON, under Graph's 4 MB request limit
+UPLOAD_SESSION_MIN = 3 * 1024 * 1024
+
+
+class RetryLater(Exception):
+    """Not done and not failed: the queue message should come back later."""
+
+
+@dataclass(frozen=True)
+class AttachmentPlan:
+    inline: list[Attachment]
+    separate: list[Attachment]
+
+
+def plan_attachments(item: Item, body_bytes: int) -> AttachmentPlan:
+    """Inline what fits in the create request; the rest goes one by one afterwards."""
+    budget = CREATE_BODY_BUDGET - body_bytes
+    inline: list[Attachment] = []
+    separate: list[Attachment] = []
+    for attachment in item.attachments:
+        cost = _b64_len(attachment.size) + 512
+        if attachment.size <= SINGLE_POST_MAX and cost <= budget:
+            inline.append(attachment)
+            budget -= cost
+        else:
+            separate.append(attachment)
+    return AttachmentPlan(inline, separate)
+
+
+def _b64_len(size: int) -> int:
+    return (size + 2) // 3 * 4
+
+
+class FolderCache:
+    """The archive folder's id per mailbox, created once; a concurrent create is handled."""
+
+    def __init__(self, graph: GraphMailboxes, name: str) -> None:
+        self._graph = graph
+        self._name = name
+        self._ids: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def folder_id(self, mailbox: str) -> str:
+        cached = self._ids.get(mailbox)
+        if cached:
+            return cached
+        async with self._locks.setdefault(mailbox, asyncio.Lock()):
+            if mailbox in self._ids:
+                return self._ids[mailbox]
+            folder = await self._graph.find_folder(mailbox, self._name)
+            if folder is None:
+                folder = await self._graph.create_folder(mailbox, self._name)
+            if folder is None:  # ErrorFolderExists: another worker created it just now
+                folder = await self._graph.find_folder(mailbox, self._name)
+            if folder is None:
+                raise GraphError(Failure.TRANSIENT, None, "FolderMissing",
+                                 "folder neither found nor created")
+            self._ids[mailbox] = folder
+            return folder
+
+
+class MailboxWriter:
+    def __init__(self, graph: GraphMailboxes, folders: FolderCache, ledger: Ledger,
+                 run_io: Callable[..., Awaitable[object]], max_attempts: int = 5) -> None:
+        self._graph = graph
+        self._folders = folders
+        self._ledger = ledger
+        self._run_io = run_io  # runs a blocking storage call off the event loop
+        self._max_attempts = max_attempts
+
+    async def write(self, item: Item, mailbox: str) -> MailboxOutcome:
+        key = item.archive_key
+        entry = await self._io(self._ledger.get, mailbox, key)
+        if entry is not None and entry.state is LedgerState.IMPORTED:
+            return MailboxOutcome.DUPLICATE
+        try:
+            folder = await self._folders.folder_id(mailbox)
+        except GraphError as error:
+            if error.failure is Failure.NO_MAILBOX:
+                return MailboxOutcome.NO_MAILBOX
+            raise
+        try:
+            held = await self._io(self._ledger.claim, mailbox, key, entry)
+        except ClaimConflict as exc:
+            raise RetryLater(f"item is being written by another worker: {exc}") from exc
+
+        message_id = held.message_id
+        earlier_attempt = held.attempts > 1
+        if message_id is None and earlier_attempt:
+            message_id = await self._graph.find_message(mailbox, folder, key)
+        if message_id is None:
+            message = render_message(item, [])
+            body_bytes = len((message.body.content or "").encode()) if message.body else 0
+            plan = plan_attachments(item, body_bytes + 8192)
+            message_id = await self._create(item, mailbox, folder, plan.inline)
+            held = await self._io(self._ledger.record, mailbox, key, LedgerState.CREATED,
+                                  message_id, held)
+            missing = plan.separate
+        else:
+            existing = await self._graph.list_attachments(mailbox, message_id)
+            missing = _missing(item.attachments, Counter(a.name for a in existing))
+        for attachment in missing:
+            await self._attach(mailbox, message_id, attachment)
+        await self._io(self._ledger.record, mailbox, key, LedgerState.IMPORTED, message_id, held)
+        return MailboxOutcome.IMPORTED
+
+    async def _create(self, item: Item, mailbox: str, folder: str,
+                      inline: list[Attachment]) -> str:
+        for attempt in range(self._max_attempts):
+            try:
+                return await self._graph.create_message(mailbox, folder,
+                                                        render_message(item, inline))
+            except GraphError as error:
+                if error.failure is not Failure.UNKNOWN or attempt + 1 >= self._max_attempts:
+                    raise
+            found = await self._graph.find_message(mailbox, folder, item.archive_key)
+            if found:
+                return found
+            await asyncio.sleep(backoff_seconds(attempt))
+        raise AssertionError("unreachable")
+
+    async def _attach(self, mailbox: str, message_id: str, attachment: Attachment) -> None:
+        for attempt in range(self._max_attempts):
+            try:
+                if attachment.size >= UPLOAD_SESSION_MIN:
+                    await self._graph.upload_attachment(mailbox, message_id, attachment.name,
+                                                        attachment.content_type, attachment.data)
+                else:
+                    await self._graph.add_attachment(mailbox, message_id, attachment.name,
+                                                     attachment.content_type, attachment.data)
+                return
+            except GraphError as error:
+                if error.failure is not Failure.UNKNOWN or attempt + 1 >= self._max_attempts:
+                    raise
+            existing = await self._graph.list_attachments(mailbox, message_id)
+            if attachment.name in {a.name for a in existing}:
+                return
+            await asyncio.sleep(backoff_seconds(attempt))
+
+    async def _io(self, func: Callable[..., object], *args: object) -> LedgerEntry | None:
+        return await self._run_io(func, *args)  # type: ignore[return-value]
+
+
+def _missing(attachments: tuple[Attachment, ...], present: Counter[str]) -> list[Attachment]:
+    """By name: Graph's attachment `size` counts store overhead, not the content's bytes."""
+    missing: list[Attachment] = []
+    for attachment in attachments:
+        key = attachment.name
+        if present[key] > 0:
+            present[key] -= 1
+        else:
+            missing.append(attachment)
+    return missing

@@ -1,0 +1,39 @@
+"""The items-queue message: a claim check pointing at the item's bytes in blob storage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+MAX_MESSAGE_BYTES = 48 * 1024  # Azure allows 64 KB after base64; stay well under it
+
+
+@dataclass(frozen=True)
+class ItemMessage:
+    export: str  # export blob name in the exports container
+    member: str  # member name inside the export ZIP
+    blob: str  # item blob name in the items container
+    size: int  # bytes of the EML
+    version: int = 1
+
+    def to_json(self) -> str:
+        text = json.dumps(asdict(self), ensure_ascii=True, separators=(",", ":"))
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise ValueError("item message over the queue's size budget")
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> ItemMessage:
+        try:
+            data = json.loads(text)
+            return cls(export=str(data["export"]), member=str(data["member"]),
+                       blob=str(data["blob"]), size=int(data["size"]),
+                       version=int(data.get("version", 1)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not an item message: {exc}") from exc
+
+
+def item_blob_name(export: str, member: str) -> str:
+    """Deterministic, so splitting an export again overwrites rather than adds."""
+    stem = export[:-4] if export.lower().endswith(".zip") else export
+    return f"{stem}/{member}"

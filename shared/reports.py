@@ -1,0 +1,125 @@
+"""Reports an admin can act on: per export, the manifest count reconciled with the recorded
+outcomes, item by item; per mailbox counts; the unmapped numbers and addresses with counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
+from shared.state import ExportRecord, StateStore
+
+
+@dataclass
+class ExportReport:
+    export: str
+    day: str | None
+    manifest_count: int | None
+    outcomes: Counter[str]
+    per_mailbox: dict[str, Counter[str]]
+    unmapped: Counter[str]
+    quarantine_reasons: Counter[str]
+    problems: list[dict[str, Any]]
+    error: str
+    items: list[ItemOutcome] = field(repr=False, default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def pending(self) -> int:
+        return self.outcomes.get(Outcome.QUEUED.value, 0)
+
+    @property
+    def reconciled(self) -> bool:
+        """Every item has a final outcome and their sum equals the manifest's count."""
+        if self.error or self.pending:
+            return False
+        return self.manifest_count is None or self.manifest_count == self.total
+
+    def discrepancy(self) -> str:
+        if self.error:
+            return self.error
+        parts = []
+        if self.pending:
+            parts.append(f"{self.pending} item(s) still pending")
+        if self.manifest_count is not None and self.manifest_count != self.total:
+            parts.append(f"manifest counts {self.manifest_count}, outcomes sum to {self.total} "
+                         f"({self.total - self.manifest_count:+d})")
+        parts += [p["detail"] for p in self.problems if p.get("code", "").startswith("manifest")]
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "export": self.export, "day": self.day, "manifest_count": self.manifest_count,
+            "total": self.total, "reconciled": self.reconciled,
+            "discrepancy": self.discrepancy(), "outcomes": dict(self.outcomes),
+            "per_mailbox": {m: dict(c) for m, c in sorted(self.per_mailbox.items())},
+            "unmapped": dict(self.unmapped.most_common()),
+            "quarantine_reasons": dict(self.quarantine_reasons), "problems": self.problems,
+            "items": [{"member": i.member, "outcome": i.outcome.value, "reason": i.reason,
+                       "detail": i.detail, "size": i.size, "archive_key": i.archive_key,
+                       "kind": i.kind, "mailboxes": i.mailboxes, "unmapped": i.unmapped}
+                      for i in sorted(self.items, key=lambda i: i.member)],
+        }
+
+
+def export_report(record: ExportRecord, items: list[ItemOutcome]) -> ExportReport:
+    per_mailbox: dict[str, Counter[str]] = {}
+    unmapped: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for item in items:
+        for mailbox, result in item.mailboxes.items():
+            per_mailbox.setdefault(mailbox, Counter())[result] += 1
+        if item.outcome is Outcome.UNMAPPED:
+            unmapped.update(item.unmapped)
+        if item.outcome in (Outcome.QUARANTINED, Outcome.FAILED):
+            reasons[item.reason] += 1
+    return ExportReport(
+        export=record.name, day=record.day, manifest_count=record.manifest_count,
+        outcomes=Counter(i.outcome.value for i in items), per_mailbox=per_mailbox,
+        unmapped=unmapped, quarantine_reasons=reasons, problems=record.problems,
+        error=record.error, items=items)
+
+
+def all_reports(state: StateStore, outcomes: OutcomeStore) -> list[ExportReport]:
+    return [export_report(record, outcomes.for_export(record.name))
+            for record in sorted(state.exports(), key=lambda r: r.name)]
+
+
+def render_summary(reports: list[ExportReport]) -> str:
+    """A plain-text summary: per export, totals by outcome and per mailbox."""
+    lines: list[str] = []
+    totals: Counter[str] = Counter()
+    mailboxes: dict[str, Counter[str]] = {}
+    columns = [o.value for o in Outcome if o is not Outcome.QUEUED] + ["queued"]
+    lines.append(f"{'export':<52} {'manifest':>8} " + " ".join(f"{c:>11}" for c in columns)
+                 + "  reconciled")
+    for report in reports:
+        totals.update(report.outcomes)
+        for mailbox, counts in report.per_mailbox.items():
+            mailboxes.setdefault(mailbox, Counter()).update(counts)
+        manifest = "-" if report.manifest_count is None else str(report.manifest_count)
+        lines.append(f"{report.export[:52]:<52} {manifest:>8} "
+                     + " ".join(f"{report.outcomes.get(c, 0):>11}" for c in columns)
+                     + ("  yes" if report.reconciled else f"  NO: {report.discrepancy()}"))
+    lines.append(f"{'total':<52} {'':>8} " + " ".join(f"{totals.get(c, 0):>11}" for c in columns))
+    unmapped: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for report in reports:
+        unmapped.update(report.unmapped)
+        reasons.update(report.quarantine_reasons)
+    if reasons:
+        lines.append("quarantined/failed by reason: " + ", ".join(
+            f"{r}={n}" for r, n in reasons.most_common()))
+    if unmapped:
+        lines.append("unmapped participants (fix the mapping CSV, then replay): " + ", ".join(
+            f"{p} x{n}" for p, n in unmapped.most_common(20)))
+    lines.append("")
+    lines.append(f"{'mailbox':<44} {'imported':>9} {'duplicate':>9} {'no_mailbox':>10}")
+    for mailbox, counts in sorted(mailboxes.items()):
+        lines.append(f"{mailbox[:44]:<44} {counts.get('imported', 0):>9} "
+                     f"{counts.get('duplicate', 0):>9} {counts.get('no_mailbox', 0):>10}")
+    return "\n".join(lines)

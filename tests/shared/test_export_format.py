@@ -1,0 +1,116 @@
+import io
+import zipfile
+from datetime import UTC, date, datetime
+
+import pytest
+
+from shared.export_format import (
+    Limits,
+    check_export,
+    parse_export_name,
+    parse_manifest,
+    read_member,
+)
+
+EML = b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nFrom: A 447700900123 <a@x.com>\r\n\r\nhi\r\n"
+
+
+def make_zip(members: list[tuple[str, bytes]], manifest: str | None = None,
+             compression: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+        if manifest is not None:
+            zf.writestr("20261125-TeleMessage_1_20261126003000.mf", manifest)
+    buffer.seek(0)
+    return zipfile.ZipFile(buffer)
+
+
+def test_export_name_gives_day_file_number_and_zip_time() -> None:
+    name = parse_export_name("202611250000-TeleMessage_3_20261126003015.zip")
+    assert name.day == date(2026, 11, 25)
+    assert name.file_number == 3
+    assert name.zipped_at == datetime(2026, 11, 26, 0, 30, 15, tzinfo=UTC)
+
+
+def test_other_names_are_accepted_without_a_day() -> None:
+    assert parse_export_name("upload-from-sftp.zip").day is None
+
+
+def test_manifest_count_and_names() -> None:
+    manifest = parse_manifest("x.mf", "Count: 2\r\na.eml\r\nb.eml\r\n")
+    assert manifest.count == 2 and manifest.names == ("a.eml", "b.eml")
+
+
+def test_consistent_export_has_no_problems() -> None:
+    zf = make_zip([("a.eml", EML), ("b.eml", EML)], "Count: 2\na.eml\nb.eml\n")
+    check = check_export(zf)
+    assert check.problems == []
+    assert [m.name for m in check.accepted] == ["a.eml", "b.eml"]
+
+
+def test_lying_manifest_is_reported_with_the_names_involved() -> None:
+    zf = make_zip([("a.eml", EML), ("extra.eml", EML), ("empty.eml", b"")],
+                  "Count: 5\na.eml\nmissing.eml\nempty.eml\n")
+    check = check_export(zf)
+    problems = {p.code: p for p in check.problems}
+    assert "manifest Count: 5, ZIP holds 3" in problems["manifest_count_mismatch"].detail
+    assert problems["manifest_listed_missing"].names == ("missing.eml",)
+    assert problems["manifest_unlisted"].names == ("extra.eml",)
+    assert problems["manifest_listed_empty"].names == ("empty.eml",)
+    # the valid members still flow
+    assert {m.name for m in check.accepted} == {"a.eml", "extra.eml"}
+
+
+def test_missing_manifest_is_a_warning_not_a_stop() -> None:
+    check = check_export(make_zip([("a.eml", EML)]))
+    assert [p.code for p in check.problems] == ["manifest_missing"]
+    assert len(check.accepted) == 1
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("../evil.eml", "unsafe_name"),
+    ("/abs/evil.eml", "unsafe_name"),
+    ("C:/evil.eml", "unsafe_name"),
+    ("notes.txt", "not_eml"),
+])
+def test_hostile_or_foreign_member_names_are_rejected(name: str, reason: str) -> None:
+    check = check_export(make_zip([("ok.eml", EML), (name, EML)]))
+    rejected = {m.name: m.rejected for m in check.members if m.rejected}
+    assert rejected == {name: reason}
+    assert [m.name for m in check.accepted] == ["ok.eml"]
+
+
+def test_duplicate_member_names_are_all_rejected() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zf = make_zip([("a.eml", EML), ("a.eml", EML + b"x")])
+    check = check_export(zf)
+    assert [m.rejected for m in check.members] == ["duplicate_name", "duplicate_name"]
+
+
+def test_zip_bomb_by_ratio_and_by_size() -> None:
+    bomb = b"\0" * (5 * 1024 * 1024)
+    check = check_export(make_zip([("bomb.eml", bomb)]))
+    assert check.members[0].rejected == "zip_bomb_ratio"
+    limits = Limits(max_member_bytes=1000, max_ratio=10_000)
+    check = check_export(make_zip([("big.eml", b"x" * 2000)], compression=zipfile.ZIP_STORED),
+                         limits)
+    assert check.members[0].rejected == "zip_bomb_member"
+
+
+def test_total_expansion_cap() -> None:
+    limits = Limits(max_total_bytes=len(EML) * 2)
+    check = check_export(make_zip([(f"{i}.eml", EML) for i in range(3)]), limits)
+    assert [m.rejected for m in check.members] == [None, None, "zip_bomb_total"]
+
+
+def test_read_member_refuses_more_bytes_than_allowed() -> None:
+    zf = make_zip([("a.eml", EML)])
+    member = check_export(zf).accepted[0]
+    with pytest.raises(zipfile.BadZipFile, match="header lied"):
+        list(read_member(zf, member, limit=10))
+
