@@ -31,7 +31,9 @@ from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 from croniter import croniter
 
@@ -140,7 +142,7 @@ class LocalFunctionsHost:
         for fn in self._of_kind("timerTrigger"):
             if name is None or fn.name == name:
                 self.stats.timer_runs += 1
-                fn.function(**{fn.param: func.TimerRequest(past_due=past_due)})
+                fn.function(**{fn.param: TimerRequest(past_due=past_due)})
 
     async def _timer_loop(self, fn: _Registered) -> None:
         while True:
@@ -165,7 +167,7 @@ class LocalFunctionsHost:
             container = self._blob_container(fn)
             client = self._blobs.get_container_client(container)
             listed = await asyncio.get_running_loop().run_in_executor(
-                self._pool, lambda c=client: [(b.name, b.etag) for b in c.list_blobs()])
+                self._pool, _names_and_etags, client)
             for name, etag in listed:
                 if self._seen_blobs.get((container, name)) == etag:
                     continue
@@ -254,7 +256,7 @@ class LocalFunctionsHost:
             body = message.content
             raw = base64.b64decode(body) if options.message_encoding == "base64" else \
                 body.encode("utf-8")
-            argument = func.QueueMessage(
+            argument = QueueMessage(
                 id=message.id, body=raw, dequeue_count=message.dequeue_count,
                 expiration_time=message.expires_on, insertion_time=message.inserted_on,
                 time_next_visible=message.next_visible_on, pop_receipt=message.pop_receipt)
@@ -339,6 +341,10 @@ class LocalFunctionsHost:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _names_and_etags(container: ContainerClient) -> list[tuple[str, str]]:
+    return [(blob.name, blob.etag) for blob in container.list_blobs()]
 
 
 def _create_queue(queue: QueueClient) -> None:

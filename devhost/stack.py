@@ -32,7 +32,7 @@ def graph_users_for(sim: TeleMessageSimulator, without_mailbox: int = 2,
         if index >= len(employees) - not_in_directory:
             continue
         users.append(SimUser(id=f"00000000-0000-4000-8000-{index:012d}",
-                             user_principal_name=person.email, mail=person.email,
+                             user_principal_name=str(person.email), mail=person.email,
                              display_name=f"{person.first} {person.last}",
                              mailbox_enabled=index >= without_mailbox))
     return users

@@ -192,13 +192,14 @@ def _table_service(settings: Settings) -> TableServiceClient:
 
 def _queue(settings: Settings, name: str) -> QueueClient:
     """Base64, as host.json's messageEncoding declares: the two must agree."""
-    policies = {"message_encode_policy": TextBase64EncodePolicy(),
-                "message_decode_policy": TextBase64DecodePolicy()}
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
     if settings.storage.connection_string:
-        return QueueClient.from_connection_string(settings.storage.connection_string, name,
-                                                  **policies)
+        return QueueClient.from_connection_string(
+            settings.storage.connection_string, name, message_encode_policy=encode,
+            message_decode_policy=decode)
     return QueueClient(_endpoint(settings, "queue", settings.storage.queue_endpoint), name,
-                       credential=_storage_credential(settings), **policies)
+                       credential=_storage_credential(settings), message_encode_policy=encode,
+                       message_decode_policy=decode)
 
 
 _runtime: Runtime | None = None

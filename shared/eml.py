@@ -243,8 +243,9 @@ def _body_and_attachments(msg: EmailMessage) -> tuple[str, str | None, list[Atta
             text, html = _text_of(msg)
             return text, html, []
         return "", None, [_attachment(msg, 1)]
-    parts = msg.get_payload()
-    if not isinstance(parts, list) or not parts:
+    payload = msg.get_payload()
+    parts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+    if not parts:
         return "", None, []
     first, rest = parts[0], parts[1:]
     text, html = "", None
@@ -263,7 +264,9 @@ def _leaves(part: Message) -> list[Message]:
     if part.get_content_type() == "message/rfc822" or not part.is_multipart():
         return [part]
     payload = part.get_payload()
-    return [leaf for sub in payload for leaf in _leaves(sub)] if isinstance(payload, list) else []
+    if not isinstance(payload, list):
+        return []
+    return [leaf for sub in payload if isinstance(sub, Message) for leaf in _leaves(sub)]
 
 
 def _text_of(part: Message) -> tuple[str, str | None]:
@@ -297,7 +300,8 @@ def _decode_text(part: Message) -> str:
 def _attachment(part: Message, index: int) -> Attachment:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
-        data = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        first = inner[0] if isinstance(inner, list) and inner else None
+        data = first.as_bytes() if isinstance(first, Message) else b""
     else:
         raw = part.get_payload(decode=True)
         data = raw if isinstance(raw, bytes) else b""

@@ -8,7 +8,6 @@ a blob in the container is always a whole export (and its BlobCreated event fire
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
 
 from shared.state import StateStore
 from shared.telemessage import ExportInfo, TeleMessageClient, TeleMessageError
@@ -79,7 +78,7 @@ class Fetcher:
         except ResourceNotFoundError:
             pass
         digest = hashlib.sha256()
-        block_ids: list[str] = []
+        block_ids: list[BlobBlock] = []
         buffer = bytearray()
         size = 0
         for chunk in self._client.download(export):
@@ -102,7 +101,7 @@ class Fetcher:
         log.info("export stored", extra={"export": export.name, "bytes": size})
 
     @staticmethod
-    def _stage(blob: object, index: int, data: bytes) -> str:
-        block_id = base64.b64encode(f"{index:08d}".encode()).decode()
-        blob.stage_block(block_id, data)  # type: ignore[attr-defined]
-        return block_id
+    def _stage(blob: BlobClient, index: int, data: bytes) -> BlobBlock:
+        block_id = f"{index:08d}"  # the SDK base64-encodes block ids itself
+        blob.stage_block(block_id, data)
+        return BlobBlock(block_id=block_id)

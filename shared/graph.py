@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -261,8 +262,8 @@ class GraphMailboxes:
             end = offset + len(chunk) - 1
             headers = {"Content-Range": f"bytes {offset}-{end}/{len(data)}",
                        "Content-Type": "application/octet-stream"}
-            response = await self._call(mailbox, lambda c=chunk, h=headers: self._put(url, c, h),
-                                        write=True)
+            response = await self._call(mailbox, functools.partial(self._put, url, chunk,
+                                                                   headers), write=True)
             if response.status_code == 201:
                 return
             offset = _next_offset(response, default=end + 1)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
@@ -56,9 +57,9 @@ class Importer:
         return outcome
 
     async def _import(self, message: ItemMessage) -> ItemOutcome:
-        def outcome(kind: Outcome, **fields: object) -> ItemOutcome:
-            return ItemOutcome(message.export, message.member, kind, size=message.size,
-                               **fields)  # type: ignore[arg-type]
+        def outcome(result: Outcome, **fields: Any) -> ItemOutcome:
+            return ItemOutcome(message.export, message.member, result, size=message.size,
+                               **fields)
 
         if message.size > self.max_item_bytes * RAW_OVERSIZE_FACTOR:
             return outcome(Outcome.OVERSIZE, reason="oversize",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -48,8 +49,10 @@ class Ledger:
             entity = self._table.get_entity(mailbox, hashed_key(archive_key))
         except ResourceNotFoundError:
             return None
-        return LedgerEntry(LedgerState(entity["state"]), entity.get("message_id") or None,
-                           float(entity.get("claimed_until", 0)), int(entity.get("attempts", 0)),
+        return LedgerEntry(LedgerState(str(entity["state"])),
+                           str(entity.get("message_id") or "") or None,
+                           float(entity.get("claimed_until", 0)),  # type: ignore[arg-type]
+                           int(entity.get("attempts", 0)),  # type: ignore[call-overload]
                            entity.metadata.get("etag"))
 
     def claim(self, mailbox: str, archive_key: str, current: LedgerEntry | None) -> LedgerEntry:
@@ -58,13 +61,14 @@ class Ledger:
         if current is not None and current.state is LedgerState.WRITING \
                 and current.claimed_until > now:
             raise ClaimConflict(f"claimed for {current.claimed_until - now:.0f}s more")
-        entity = {
+        claimed_until = now + self._lease_seconds
+        entity: dict[str, Any] = {
             "PartitionKey": mailbox, "RowKey": hashed_key(archive_key),
             "archive_key": archive_key,
             "state": (current.state if current and current.state is LedgerState.CREATED
                       else LedgerState.WRITING).value,
             "message_id": current.message_id if current and current.message_id else "",
-            "claimed_until": now + self._lease_seconds,
+            "claimed_until": claimed_until,
             "attempts": (current.attempts if current else 0) + 1,
         }
         try:
@@ -77,18 +81,19 @@ class Ledger:
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise ClaimConflict("another worker claimed it first") from exc
         return LedgerEntry(LedgerState(entity["state"]), entity["message_id"] or None,
-                           entity["claimed_until"], entity["attempts"], meta.get("etag"))
+                           claimed_until, entity["attempts"], meta.get("etag"))
 
     def record(self, mailbox: str, archive_key: str, state: LedgerState, message_id: str,
                held: LedgerEntry) -> LedgerEntry:
-        entity = {"PartitionKey": mailbox, "RowKey": hashed_key(archive_key),
+        claimed_until = held.claimed_until if state is not LedgerState.IMPORTED else 0.0
+        entity: dict[str, Any] = {"PartitionKey": mailbox, "RowKey": hashed_key(archive_key),
                   "archive_key": archive_key, "state": state.value, "message_id": message_id,
-                  "claimed_until": held.claimed_until if state is not LedgerState.IMPORTED
-                  else 0.0, "attempts": held.attempts, "recorded_at": time.time()}
+                  "claimed_until": claimed_until, "attempts": held.attempts,
+                  "recorded_at": time.time()}
         try:
             meta = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=held.etag,
                                              match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError as exc:
             raise ClaimConflict("claim lost while writing") from exc
-        return LedgerEntry(state, message_id, entity["claimed_until"], held.attempts,
+        return LedgerEntry(state, message_id, claimed_until, held.attempts,
                            meta.get("etag"))

@@ -11,10 +11,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Item
-from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
+from shared.ledger import ClaimConflict, Ledger, LedgerState
 from shared.outcomes import MailboxOutcome
 from shared.render import render_message
 from shared.throttle import backoff_seconds
@@ -83,7 +84,7 @@ class FolderCache:
 
 class MailboxWriter:
     def __init__(self, graph: GraphMailboxes, folders: FolderCache, ledger: Ledger,
-                 run_io: Callable[..., Awaitable[object]], max_attempts: int = 5) -> None:
+                 run_io: Callable[..., Awaitable[Any]], max_attempts: int = 5) -> None:
         self._graph = graph
         self._folders = folders
         self._ledger = ledger
@@ -92,7 +93,7 @@ class MailboxWriter:
 
     async def write(self, item: Item, mailbox: str) -> MailboxOutcome:
         key = item.archive_key
-        entry = await self._io(self._ledger.get, mailbox, key)
+        entry = await self._run_io(self._ledger.get, mailbox, key)
         if entry is not None and entry.state is LedgerState.IMPORTED:
             return MailboxOutcome.DUPLICATE
         try:
@@ -102,7 +103,7 @@ class MailboxWriter:
                 return MailboxOutcome.NO_MAILBOX
             raise
         try:
-            held = await self._io(self._ledger.claim, mailbox, key, entry)
+            held = await self._run_io(self._ledger.claim, mailbox, key, entry)
         except ClaimConflict as exc:
             raise RetryLater(f"item is being written by another worker: {exc}") from exc
 
@@ -115,15 +116,16 @@ class MailboxWriter:
             body_bytes = len((message.body.content or "").encode()) if message.body else 0
             plan = plan_attachments(item, body_bytes + 8192)
             message_id = await self._create(item, mailbox, folder, plan.inline)
-            held = await self._io(self._ledger.record, mailbox, key, LedgerState.CREATED,
-                                  message_id, held)
+            held = await self._run_io(self._ledger.record, mailbox, key, LedgerState.CREATED,
+                                      message_id, held)
             missing = plan.separate
         else:
             existing = await self._graph.list_attachments(mailbox, message_id)
             missing = _missing(item.attachments, Counter(a.name for a in existing))
         for attachment in missing:
             await self._attach(mailbox, message_id, attachment)
-        await self._io(self._ledger.record, mailbox, key, LedgerState.IMPORTED, message_id, held)
+        await self._run_io(self._ledger.record, mailbox, key, LedgerState.IMPORTED, message_id,
+                           held)
         return MailboxOutcome.IMPORTED
 
     async def _create(self, item: Item, mailbox: str, folder: str,
@@ -159,8 +161,6 @@ class MailboxWriter:
                 return
             await asyncio.sleep(backoff_seconds(attempt))
 
-    async def _io(self, func: Callable[..., object], *args: object) -> LedgerEntry | None:
-        return await self._run_io(func, *args)  # type: ignore[return-value]
 
 
 def _missing(attachments: tuple[Attachment, ...], present: Counter[str]) -> list[Attachment]:

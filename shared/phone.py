@@ -30,7 +30,7 @@ def to_e164(raw: str) -> str | None:
     # ranges the library's metadata knows as allocated, and a real employee's number in a
     # newly opened range must not be refused.
     if not phonenumbers.is_possible_number(number) or \
-            phonenumbers.region_code_for_country_code(number.country_code) == "ZZ":
+            phonenumbers.region_code_for_country_code(number.country_code or 0) == "ZZ":
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -126,7 +126,8 @@ class Splitter:
         if member.size <= STREAM_THRESHOLD:
             return _Extracted(member, b"".join(read_member(zf, member, limit)))
         self._items.upload_blob(item_blob_name(export, member.name),
-                                _IterStream(read_member(zf, member, limit)), length=member.size,
+                                _IterStream(read_member(zf, member, limit)),  # type: ignore[arg-type]
+                                length=member.size,
                                 overwrite=True, max_concurrency=1)
         return _Extracted(member, None)
 
@@ -142,8 +143,8 @@ class Splitter:
         messages = [ItemMessage(export=export, member=e.member.name,
                                 blob=item_blob_name(export, e.member.name),
                                 size=e.member.size).to_json() for e in chunk]
-        for future in [pool.submit(self._queue.send_message, m) for m in messages]:
-            future.result()
+        for sent in [pool.submit(self._queue.send_message, m) for m in messages]:
+            sent.result()
         return len(chunk)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -106,7 +107,8 @@ class TeleMessageClient:
                                            f"{attempt} attempts: {exc}") from exc
                 time.sleep(backoff_seconds(attempt, self._backoff_base, 30.0, self._rng))
 
-    def _stream(self, path: str, headers: dict[str, str]) -> httpx._client.StreamContextManager:
+    def _stream(self, path: str,
+                headers: dict[str, str]) -> AbstractContextManager[httpx.Response]:
         return self._http.stream("GET", path, headers={**headers, **self._auth()})
 
     def _auth(self) -> dict[str, str]:

@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint unit bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup  ## one day of a synthetic organization through the three functions
+	$(PY) -m devhost demo $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared devhost simulators function_app.py
+
+test: lint  ## lint, type-check, then every test (Azurite is started by the fixtures)
+	$(PY) -m pytest $(ARGS)
+
+bench: setup  ## throughput and memory of every stage; see docs/BENCHMARKS.md
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+import pytest
+
+from shared.settings import Settings, SettingsError
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "TELEMESSAGE_BASE_URL": "https://tm.example/", "TELEMESSAGE_USERNAME": "u",
+        "TELEMESSAGE_PASSWORD": "p"}
+
+
+def test_defaults_match_the_design() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.archive_folder_name == "Telegram Archiver"
+    assert settings.max_item_bytes == 10 * 1024 * 1024
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.telemessage_base_url == "https://tm.example"
+    assert settings.auto_mapping is True
+
+
+def test_identity_based_storage_is_accepted() -> None:
+    env = {**BASE, "AzureWebJobsStorage": "", "AzureWebJobsStorage__accountName": "acct",
+           "AzureWebJobsStorage__credential": "managedidentity",
+           "AzureWebJobsStorage__clientId": "cid"}
+    storage = Settings.from_env(env).storage
+    assert (storage.account_name, storage.credential, storage.client_id) == (
+        "acct", "managedidentity", "cid")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"TELEMESSAGE_PASSWORD": ""}, "TELEMESSAGE_PASSWORD"),
+    ({"MAX_ITEM_BYTES": "ten"}, "MAX_ITEM_BYTES"),
+    ({"AUTO_MAPPING": "maybe"}, "AUTO_MAPPING"),
+    ({"GRAPH_CREDENTIAL_KIND": "password"}, "GRAPH_CREDENTIAL_KIND"),
+    ({"GRAPH_CREDENTIAL_KIND": "static_token", "GRAPH_STATIC_TOKEN": "t"}, "loopback"),
+    ({"GRAPH_MAX_CONCURRENCY_PER_MAILBOX": "8"}, "1..4"),
+])
+def test_bad_settings_name_the_setting(extra: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**BASE, **extra})
+
+
+def test_password_is_not_in_repr() -> None:
+    settings = Settings.from_env({**BASE, "TELEMESSAGE_PASSWORD": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(settings)
