@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import function_app
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    day = date.today() - timedelta(days=1)
+    day = datetime.now(UTC).date() - timedelta(days=1)
     with LocalStack(args.workdir, days=[day], items_per_day=args.items,
                     employees=args.employees, seed=args.seed) as stack:
         assert stack.azurite is not None

@@ -8,7 +8,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,14 @@ def graph_users_for(sim: TeleMessageSimulator, without_mailbox: int = 2,
     return users
 
 
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
 @dataclass
 class LocalStack:
     workdir: Path
-    days: list[date] = field(default_factory=lambda: [date.today() - timedelta(days=1)])
+    days: list[date] = field(default_factory=lambda: [_utc_today() - timedelta(days=1)])
     items_per_day: int = 2000
     employees: int = 60
     seed: int = 7
@@ -59,12 +63,12 @@ class LocalStack:
         self.telemessage = TeleMessageSimulator(
             self.workdir / "telemessage", username=TM_USER, password=TM_PASSWORD, seed=self.seed,
             employees=self.employees, days=self.days, items_per_day=self.items_per_day,
-            **self.telemessage_options)
+            created_delay=timedelta(0), **self.telemessage_options)
         self.telemessage.start()
         self.graph = GraphSimulator(users=graph_users_for(self.telemessage), token=GRAPH_TOKEN,
                                     latency=self.graph_latency, seed=self.seed)
         self.graph.start()
-        lookback_hours = int((date.today() - min(self.days)).days * 24 + 48)
+        lookback_hours = int((_utc_today() - min(self.days)).days * 24 + 48)
         self.env = {
             "AzureWebJobsStorage": self.azurite.connection_string,
             "TELEMESSAGE_BASE_URL": self.telemessage.url,

@@ -291,10 +291,13 @@ def _decode_text(part: Message) -> str:
         return ""
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset)
+        text = payload.decode(charset)
     except (LookupError, UnicodeDecodeError):
         # An unknown or lying charset: keep every byte readable rather than drop the text.
-        return payload.decode("utf-8", errors="replace")
+        text = payload.decode("utf-8", errors="replace")
+    # CRLF and the final line break are MIME's, not the sender's.
+    text = text.replace("\r\n", "\n")
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _attachment(part: Message, index: int) -> Attachment:

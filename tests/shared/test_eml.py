@@ -1,0 +1,144 @@
+"""The parser against EMLs built the way TeleMessage builds them, and against damaged input."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from shared.eml import MAX_HEADER_FIELD_BYTES, InvalidItem, parse_eml
+from shared.item import Direction, ItemKind
+from shared.phone import to_e164
+from simulators.telemessage.day import generate_day
+from simulators.telemessage.eml_builder import SimItem, build_eml
+from simulators.telemessage.org import Person, generate_org
+from tests.conftest import CORPORA
+
+ORG = generate_org(seed=11, employees=20, externals=10)
+DAY = generate_day(ORG, date(2026, 11, 25), items=400, seed=11, oversize=0,
+                   large_attachments=1, encrypted=2)
+
+
+def first(kind: str, predicate=lambda item: True) -> SimItem:  # noqa: ANN001
+    return next(i for i in DAY if i.kind == kind and not i.encrypted and predicate(i))
+
+
+def person_matches(parsed, person: Person) -> bool:  # noqa: ANN001
+    return (parsed.name == person.name and parsed.phone == to_e164(person.mobile)
+            and parsed.email == (person.email.lower() if person.email else None))
+
+
+@pytest.mark.parametrize("sim", [i for i in DAY if not i.encrypted][:150],
+                         ids=lambda i: f"{i.kind}-{i.archive_id}")
+def test_every_generated_item_parses_to_its_ground_truth(sim: SimItem) -> None:
+    item = parse_eml(build_eml(sim))
+    assert item.archive_key == sim.archive_id
+    assert item.captured_at == sim.captured_at
+    assert person_matches(item.sender, sim.sender)
+    assert len(item.recipients) == len(sim.recipients)
+    assert all(person_matches(p, s) for p, s in zip(item.recipients, sim.recipients, strict=True))
+    assert item.chat.thread_id == sim.thread_id
+    assert item.chat.is_group == (sim.group is not None)
+    if sim.group is not None:
+        assert item.chat.group_id == sim.group.group_id
+        assert item.chat.group_name == sim.group.name
+    assert item.archive_initiator == to_e164(sim.initiator.mobile)
+    expected_direction = Direction.OUTGOING if sim.sender == sim.initiator else Direction.INCOMING
+    assert item.direction is expected_direction
+    assert [(a.name, a.content_type, a.data) for a in item.attachments] == [
+        (a.filename, a.content_type, a.data()) for a in sim.attachments]
+    assert item.text == sim.body
+    assert any(name.lower() == "x-telemessage-archivemessageid" for name, _ in
+               item.telemessage_headers)
+
+
+def test_deleted_event_carries_the_original_text_and_is_marked() -> None:
+    sim = first("deleted")
+    item = parse_eml(build_eml(sim))
+    assert item.kind is ItemKind.DELETED
+    assert item.archive_key.startswith("DELETE_FOR_ME-")
+    assert item.deleted is not None and sim.original is not None
+    assert item.deleted.original_text == sim.original.body
+    assert item.deleted.original_sent == sim.original.captured_at
+    assert item.deleted.original_archive_id == sim.original.archive_id
+
+
+def test_call_record_fields() -> None:
+    sim = first("call", lambda i: i.call.outcome == "Answered")
+    item = parse_eml(build_eml(sim))
+    assert item.kind is ItemKind.CALL and item.call is not None and sim.call is not None
+    assert item.call.status == "Answered"
+    assert item.call.duration_seconds == sim.call.duration
+    assert item.call.start == sim.captured_at
+    assert item.call.call_type == ("Video" if sim.call.video else "Voice")
+
+
+def test_rtl_and_emoji_text_survive() -> None:
+    sim = first("text", lambda i: any("\u0590" <= ch <= "\u06ff" for ch in i.text))
+    assert parse_eml(build_eml(sim)).text == sim.text
+
+
+def test_encrypted_byok_item_is_quarantined_never_imported_as_ciphertext() -> None:
+    sim = next(i for i in DAY if i.encrypted)
+    with pytest.raises(InvalidItem) as caught:
+        parse_eml(build_eml(sim))
+    assert caught.value.reason == "encrypted_byok"
+
+
+def test_external_contact_without_email_keeps_name_and_number() -> None:
+    item = parse_eml(b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+                     b"From: Ext Person 447700900123 <>\r\n"
+                     b"To: Dana Levi 972541234567 <dana.levi@contoso.com>\r\n\r\nhi\r\n")
+    assert (item.sender.name, item.sender.phone, item.sender.email) == (
+        "Ext Person", "+447700900123", None)
+
+
+BAD = {
+    "empty": b"",
+    "unparsable_date": b"Date: yesterday-ish\r\nFrom: A 447700900123 <a@x.com>\r\n\r\nhi",
+    "no_participants": b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nSubject: x\r\n\r\nhi",
+    "header_too_large": (b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nX-Big: "
+                         + b"a" * (MAX_HEADER_FIELD_BYTES + 10) + b"\r\n\r\nhi"),
+    "truncated_mime": (b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nFrom: A 447700900123 <a@x.com>"
+                       b"\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                       b"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: image/jp"),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD))
+def test_bad_input_gets_its_own_reason(reason: str) -> None:
+    with pytest.raises(InvalidItem) as caught:
+        parse_eml(BAD[reason])
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_truncated_generated_eml_is_quarantined() -> None:
+    sim = first("media")
+    data = build_eml(sim)
+    with pytest.raises(InvalidItem) as caught:
+        parse_eml(data[: len(data) // 2])
+    assert caught.value.reason == "truncated_mime"
+
+
+CORPUS = sorted(CORPORA.rglob("*.eml"))
+
+
+def test_corpus_is_present() -> None:
+    assert len(CORPUS) > 100
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_corpus_message_becomes_an_item_or_a_reasoned_quarantine(path: Path) -> None:
+    try:
+        item = parse_eml(path.read_bytes())
+    except InvalidItem as invalid:
+        assert invalid.reason in {"unparsable_date", "truncated_mime", "no_participants",
+                                  "header_too_large", "malformed_mime", "empty"}
+        assert invalid.detail
+        return
+    assert item.archive_key
+    assert item.captured_at.tzinfo is not None
+    assert item.participants
+    assert item.to_json()["archive_key"] == item.archive_key
