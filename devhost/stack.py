@@ -55,6 +55,7 @@ class LocalStack:
     azurite: Azurite | None = None
     telemessage: TeleMessageSimulator | None = None
     graph: GraphSimulator | None = None
+    graph_users: list[SimUser] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> LocalStack:
@@ -65,7 +66,8 @@ class LocalStack:
             employees=self.employees, days=self.days, items_per_day=self.items_per_day,
             created_delay=timedelta(0), **self.telemessage_options)
         self.telemessage.start()
-        self.graph = GraphSimulator(users=graph_users_for(self.telemessage), token=GRAPH_TOKEN,
+        self.graph_users = graph_users_for(self.telemessage)
+        self.graph = GraphSimulator(users=self.graph_users, token=GRAPH_TOKEN,
                                     latency=self.graph_latency, seed=self.seed)
         self.graph.start()
         lookback_hours = int((_utc_today() - min(self.days)).days * 24 + 48)

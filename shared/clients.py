@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
+import requests
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -30,6 +32,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph_core import GraphClientFactory
+from requests.adapters import HTTPAdapter
 
 from shared.fetch import Fetcher
 from shared.graph import GraphMailboxes
@@ -69,9 +72,10 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.io_pool = ThreadPoolExecutor(32, thread_name_prefix="storage")
-        self.blob_service = _blob_service(settings)
-        self.table_service = _table_service(settings)
-        self.items_queue = _queue(settings, settings.items_queue)
+        transport = _storage_transport()
+        self.blob_service = _blob_service(settings, transport)
+        self.table_service = _table_service(settings, transport)
+        self.items_queue = _queue(settings, settings.items_queue, transport)
         self.state = StateStore(self.table(settings.state_table))
         self.outcomes = OutcomeStore(self.table(settings.outcomes_table))
         self.ledger = Ledger(self.table(settings.ledger_table))
@@ -82,7 +86,7 @@ class Runtime:
         return self.table_service.get_table_client(name)
 
     def queue(self, name: str) -> QueueClient:
-        return _queue(self.settings, name)
+        return _queue(self.settings, name, _storage_transport())
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -176,30 +180,41 @@ def _endpoint(settings: Settings, service: str, explicit: str | None) -> str:
     return explicit or f"https://{settings.storage.account_name}.{service}.core.windows.net"
 
 
-def _blob_service(settings: Settings) -> BlobServiceClient:
+def _storage_transport() -> RequestsTransport:
+    """One connection pool sized for the storage thread pool (requests' default is 10)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
+def _blob_service(settings: Settings, transport: RequestsTransport) -> BlobServiceClient:
     if settings.storage.connection_string:
-        return BlobServiceClient.from_connection_string(settings.storage.connection_string)
+        return BlobServiceClient.from_connection_string(settings.storage.connection_string,
+                                                        transport=transport)
     return BlobServiceClient(_endpoint(settings, "blob", settings.storage.blob_endpoint),
-                             credential=_storage_credential(settings))
+                             credential=_storage_credential(settings), transport=transport)
 
 
-def _table_service(settings: Settings) -> TableServiceClient:
+def _table_service(settings: Settings, transport: RequestsTransport) -> TableServiceClient:
     if settings.storage.connection_string:
-        return TableServiceClient.from_connection_string(settings.storage.connection_string)
+        return TableServiceClient.from_connection_string(settings.storage.connection_string,
+                                                         transport=transport)
     return TableServiceClient(_endpoint(settings, "table", settings.storage.table_endpoint),
-                              credential=_storage_credential(settings))
+                              credential=_storage_credential(settings), transport=transport)
 
 
-def _queue(settings: Settings, name: str) -> QueueClient:
+def _queue(settings: Settings, name: str, transport: RequestsTransport) -> QueueClient:
     """Base64, as host.json's messageEncoding declares: the two must agree."""
     encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
     if settings.storage.connection_string:
         return QueueClient.from_connection_string(
             settings.storage.connection_string, name, message_encode_policy=encode,
-            message_decode_policy=decode)
+            message_decode_policy=decode, transport=transport)
     return QueueClient(_endpoint(settings, "queue", settings.storage.queue_endpoint), name,
                        credential=_storage_credential(settings), message_encode_policy=encode,
-                       message_decode_policy=decode)
+                       message_decode_policy=decode, transport=transport)
 
 
 _runtime: Runtime | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -221,12 +222,24 @@ class GraphMailboxes:
         return found[0] if found else None
 
     async def create_message(self, mailbox: str, folder_id: str, message: Message) -> str:
-        created = await self._call(mailbox, lambda: self._client.users.by_user_id(mailbox)
-                                   .mail_folders.by_mail_folder_id(folder_id).messages.post(
-                                       message), write=True)
-        if created is None or not created.id:
+        builder = (self._client.users.by_user_id(mailbox).mail_folders
+                   .by_mail_folder_id(folder_id).messages)
+        request = builder.to_post_request_information(message)
+        # Only the id is needed: reading the raw answer skips msgraph's model parsing, which
+        # costs ~20 ms of CPU per created message (most of the import's CPU).
+        async def send() -> bytes:
+            raw: object = await self._client.request_adapter.send_primitive_async(  # type: ignore[func-returns-value]
+                request, "bytes", {"XXX": ODataError})
+            return raw if isinstance(raw, bytes) else b""
+
+        answer = await self._call(mailbox, send, write=True)
+        try:
+            message_id = json.loads(answer or b"{}").get("id")
+        except ValueError:
+            message_id = None
+        if not message_id:
             raise GraphError(Failure.UNKNOWN, None, "NoId", "create returned no message id")
-        return created.id
+        return str(message_id)
 
     async def list_attachments(self, mailbox: str, message_id: str) -> list[ExistingAttachment]:
         query = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(

@@ -8,6 +8,7 @@ between creating it and uploading them) is completed, not written again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Item
-from shared.ledger import ClaimConflict, Ledger, LedgerState
+from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
 from shared.outcomes import MailboxOutcome
 from shared.render import render_message
 from shared.throttle import backoff_seconds
@@ -84,12 +85,14 @@ class FolderCache:
 
 class MailboxWriter:
     def __init__(self, graph: GraphMailboxes, folders: FolderCache, ledger: Ledger,
-                 run_io: Callable[..., Awaitable[Any]], max_attempts: int = 5) -> None:
+                 run_io: Callable[..., Awaitable[Any]], max_attempts: int = 5,
+                 claim_wait_seconds: float = 20.0) -> None:
         self._graph = graph
         self._folders = folders
         self._ledger = ledger
         self._run_io = run_io  # runs a blocking storage call off the event loop
         self._max_attempts = max_attempts
+        self._claim_wait_seconds = claim_wait_seconds
 
     async def write(self, item: Item, mailbox: str) -> MailboxOutcome:
         key = item.archive_key
@@ -102,10 +105,9 @@ class MailboxWriter:
             if error.failure is Failure.NO_MAILBOX:
                 return MailboxOutcome.NO_MAILBOX
             raise
-        try:
-            held = await self._run_io(self._ledger.claim, mailbox, key, entry)
-        except ClaimConflict as exc:
-            raise RetryLater(f"item is being written by another worker: {exc}") from exc
+        held = await self._claim(mailbox, key, entry)
+        if held is None:
+            return MailboxOutcome.DUPLICATE
 
         message_id = held.message_id
         earlier_attempt = held.attempts > 1
@@ -127,6 +129,22 @@ class MailboxWriter:
         await self._run_io(self._ledger.record, mailbox, key, LedgerState.IMPORTED, message_id,
                            held)
         return MailboxOutcome.IMPORTED
+
+    async def _claim(self, mailbox: str, key: str,
+                     entry: LedgerEntry | None) -> LedgerEntry | None:
+        """The right to write, or None when another worker finished the same item meanwhile
+        (the same message captured from two phones often arrives in one batch)."""
+        deadline = time.monotonic() + self._claim_wait_seconds
+        while True:
+            try:
+                return await self._run_io(self._ledger.claim, mailbox, key, entry)  # type: ignore[no-any-return]
+            except ClaimConflict as exc:
+                if time.monotonic() >= deadline:
+                    raise RetryLater(f"item is being written by another worker: {exc}") from exc
+            await asyncio.sleep(0.5)
+            entry = await self._run_io(self._ledger.get, mailbox, key)
+            if entry is not None and entry.state is LedgerState.IMPORTED:
+                return None
 
     async def _create(self, item: Item, mailbox: str, folder: str,
                       inline: list[Attachment]) -> str:

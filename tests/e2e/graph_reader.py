@@ -1,0 +1,81 @@
+"""Reads mailboxes back through the Graph API (of the simulator), the way an auditor would."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.graph import ARCHIVE_KEY_PROPERTY
+
+
+@dataclass(frozen=True)
+class ArchivedMessage:
+    archive_key: str
+    is_draft: bool
+    received: str
+    sent: str
+    subject: str
+    sender: tuple[str, str]
+    to: tuple[tuple[str, str], ...]
+    body: str
+    attachments: tuple[tuple[str, str], ...]  # (name, sha256 of the bytes)
+    headers: dict[str, str]
+
+
+class GraphReader:
+    def __init__(self, base_url: str, token: str) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/") + "/",
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self._http.get(path, params=params)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def folder_id(self, user: str, name: str) -> str | None:
+        page = self._get(f"users/{user}/mailFolders/msgfolderroot/childFolders",
+                         **{"$filter": f"displayName eq '{name}'", "includeHiddenFolders": "true"})
+        return page["value"][0]["id"] if page["value"] else None
+
+    def messages(self, user: str, folder: str) -> list[ArchivedMessage]:
+        found: list[ArchivedMessage] = []
+        url: str | None = f"users/{user}/mailFolders/{folder}/messages"
+        params: dict[str, Any] = {
+            "$top": "50",
+            "$expand": f"singleValueExtendedProperties($filter=id eq '{ARCHIVE_KEY_PROPERTY}')",
+        }
+        while url:
+            response = self._http.get(url, params=params)
+            response.raise_for_status()
+            page = response.json()
+            for message in page["value"]:
+                found.append(self._archived(user, message))
+            url, params = page.get("@odata.nextLink"), {}
+        return found
+
+    def _archived(self, user: str, message: dict[str, Any]) -> ArchivedMessage:
+        props = message.get("singleValueExtendedProperties") or []
+        key = next((p["value"] for p in props if p["id"].lower() ==
+                    ARCHIVE_KEY_PROPERTY.lower()), "")
+        attachments = []
+        listing = self._get(f"users/{user}/messages/{message['id']}/attachments")
+        for attachment in listing["value"]:
+            full = self._get(f"users/{user}/messages/{message['id']}/attachments/"
+                             f"{attachment['id']}")
+            data = base64.b64decode(full["contentBytes"])
+            attachments.append((full["name"], hashlib.sha256(data).hexdigest()))
+        address = message.get("from", {}).get("emailAddress", {})
+        return ArchivedMessage(
+            archive_key=key, is_draft=message["isDraft"],
+            received=message["receivedDateTime"], sent=message["sentDateTime"],
+            subject=message.get("subject", ""),
+            sender=(address.get("name", ""), address.get("address", "")),
+            to=tuple((r["emailAddress"].get("name", ""), r["emailAddress"].get("address", ""))
+                     for r in message.get("toRecipients", [])),
+            body=message.get("body", {}).get("content", ""),
+            attachments=tuple(sorted(attachments)),
+            headers={h["name"]: h["value"] for h in message.get("internetMessageHeaders") or []})
