@@ -193,13 +193,15 @@ class GraphMailboxes:
         return None
 
     async def create_folder(self, mailbox: str, name: str) -> str | None:
-        """Creates the folder; None when it already exists (a concurrent create won)."""
+        """Creates the folder; None when it may already exist (a concurrent create won)."""
         body = MailFolder(display_name=name, is_hidden=False)
         try:
             created = await self._call(mailbox, lambda: self._folders(mailbox).post(body),
                                        write=True)
         except GraphError as error:
-            if error.code == "ErrorFolderExists":  # 400 or 409 depending on the path
+            # ErrorFolderExists comes as 400 or 409 depending on the path; an unknown outcome
+            # may have created it. Either way the caller looks the folder up again.
+            if error.code == "ErrorFolderExists" or error.failure is Failure.UNKNOWN:
                 return None
             raise
         return created.id if created else None
