@@ -80,6 +80,7 @@ class LocalStack:
             "GRAPH_CREDENTIAL_KIND": "static_token",
             "GRAPH_STATIC_TOKEN": GRAPH_TOKEN,
             "FETCH_SCHEDULE": "0 */5 * * * *",
+            "REPORT_SCHEDULE": "*/30 * * * * *",
             "FETCH_INITIAL_LOOKBACK_HOURS": str(lookback_hours),
             "EXPORTS_CONTAINER": "exports",
             "ITEMS_QUEUE": "items",

@@ -117,12 +117,13 @@ class Runtime:
         s = self.settings
         graph = GraphMailboxes(graph_client(s), httpx.AsyncClient(timeout=120.0),
                                MailboxGate(s.graph_max_concurrency_per_mailbox))
-        mappings = MappingStore(self.blob_service, s.mapping_blob)
+        mappings = MappingStore(self.blob_service, s.mapping_blob, s.mapping_refresh_seconds)
         mapper = Mapper(mappings.current, Directory(graph.get_user, s.directory_cache_seconds),
                         s.auto_mapping)
         writer = MailboxWriter(graph, FolderCache(graph, s.archive_folder_name), self.ledger,
                                self.run_io)
         return Importer(self.blob_service.get_container_client(s.items_container),
+                        self.blob_service.get_container_client(s.quarantine_container),
                         self.outcomes, mapper, writer, s.max_item_bytes, self.run_io)
 
 

@@ -19,6 +19,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
 
 from shared.state import StateStore
 from shared.telemessage import ExportInfo, TeleMessageClient, TeleMessageError
+from shared.telemetry import event, fetch_bytes, fetch_duration
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,12 @@ class Fetcher:
             log.error("fetch failed; checkpoint unchanged, the next run retries",
                       extra={"reason": type(exc).__name__, "detail": str(exc)[:300]})
         result.checkpoint = start.isoformat()
-        self._state.record_run("fetch", {"at": now.isoformat(), "stored": len(result.stored),
-                                         "skipped": len(result.skipped), "bytes": result.bytes,
-                                         "checkpoint": result.checkpoint, "error": result.error})
+        summary = {"at": now.isoformat(), "stored": len(result.stored),
+                   "skipped": len(result.skipped), "bytes": result.bytes,
+                   "checkpoint": result.checkpoint, "error": result.error}
+        self._state.record_run("fetch", summary)
+        fetch_duration.record((self._clock() - now).total_seconds())
+        event(log, "fetch run", logging.ERROR if result.error else logging.INFO, **summary)
         return result
 
     def _store(self, export: ExportInfo, result: FetchResult) -> None:
@@ -98,6 +102,7 @@ class Fetcher:
                                                     "source": "telemessage-api"})
         result.stored.append(export.name)
         result.bytes += size
+        fetch_bytes.add(size)
         log.info("export stored", extra={"export": export.name, "bytes": size})
 
     @staticmethod

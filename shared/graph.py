@@ -11,6 +11,8 @@ import asyncio
 import base64
 import functools
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,7 +42,10 @@ from msgraph.generated.users.item.messages.item.attachments.create_upload_sessio
 )
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
+from shared.telemetry import digest, event, graph_latency, graph_throttle_wait, graph_throttled
 from shared.throttle import MailboxGate, backoff_seconds
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -140,14 +145,18 @@ class GraphMailboxes:
         it before writing again."""
         attempt = 0
         while True:
+            started = time.monotonic()
             try:
                 self.requests += 1
                 if mailbox is None:
                     return await op()
                 async with self._gate.slot(mailbox):
+                    started = time.monotonic()
                     return await op()
             except Exception as exc:  # noqa: BLE001 - classified below, re-raised if unknown
                 error = classify(exc, write=write)
+            finally:
+                graph_latency.record((time.monotonic() - started) * 1000, {"write": write})
             attempt += 1
             if attempt >= self._max_attempts or error.failure not in (Failure.THROTTLED,
                                                                        Failure.TRANSIENT):
@@ -155,6 +164,10 @@ class GraphMailboxes:
             if error.failure is Failure.THROTTLED:
                 self.throttled += 1
                 wait = error.retry_after or backoff_seconds(attempt, self._backoff_base)
+                graph_throttled.add(1)
+                graph_throttle_wait.record(wait)
+                event(log, "graph throttled", logging.WARNING, mailbox=digest(mailbox or ""),
+                      retry_after=wait, code=error.code)
                 if mailbox is not None:
                     self._gate.pause(mailbox, wait)
                 else:

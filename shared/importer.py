@@ -8,7 +8,6 @@ moves it to the poison queue, from which it can be replayed).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from shared.mailbox_writer import MailboxWriter, RetryLater
 from shared.mapping import Mapper
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, MailboxOutcome, Outcome, OutcomeStore
+from shared.telemetry import digest, event, items_outcome, tracer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ RAW_OVERSIZE_FACTOR = 1.4
 @dataclass
 class Importer:
     items: ContainerClient
+    quarantine: ContainerClient
     outcomes: OutcomeStore
     mapper: Mapper
     writer: MailboxWriter
@@ -48,12 +49,16 @@ class Importer:
             log.error("unreadable queue message", extra={"reason": "bad_message",
                                                         "detail": str(exc)[:200]})
             return ItemOutcome("", "", Outcome.QUARANTINED, reason="bad_message", detail=str(exc))
-        outcome = await self._import(message)
-        await self.run_io(self.outcomes.record, outcome)
-        log.info("item outcome", extra={"export": message.export, "outcome": outcome.outcome.value,
-                                        "reason": outcome.reason,
-                                        "archive_key_hash": _key_hash(outcome.archive_key),
-                                        "mailboxes": len(outcome.mailboxes)})
+        with tracer.start_as_current_span("import item", attributes={
+                "export": message.export, "member": digest(message.member)}) as span:
+            outcome = await self._import(message)
+            await self.run_io(self.outcomes.record, outcome)
+            span.set_attribute("outcome", outcome.outcome.value)
+            span.set_attribute("archive_key", digest(outcome.archive_key))
+        items_outcome.add(1, {"outcome": outcome.outcome.value, "reason": outcome.reason})
+        event(log, "item outcome", export=message.export, outcome=outcome.outcome.value,
+              reason=outcome.reason, archive_key=digest(outcome.archive_key),
+              mailboxes=len(outcome.mailboxes))
         return outcome
 
     async def _import(self, message: ItemMessage) -> ItemOutcome:
@@ -73,7 +78,11 @@ class Importer:
         try:
             item = parse_eml(data)
         except InvalidItem as invalid:
-            return outcome(Outcome.QUARANTINED, reason=invalid.reason, detail=invalid.detail)
+            # Kept apart from the items container (whose blobs expire) for inspection/replay.
+            kept = f"{self.quarantine.container_name}/{message.blob}"
+            await self.run_io(self._keep, message.blob, data)
+            return outcome(Outcome.QUARANTINED, reason=invalid.reason,
+                           detail=f"{invalid.detail} (kept as {kept})")
         content = len(item.text.encode()) + sum(a.size for a in item.attachments)
         if content > self.max_item_bytes:
             return outcome(Outcome.OVERSIZE, reason="oversize", archive_key=item.archive_key,
@@ -93,6 +102,9 @@ class Importer:
             return outcome(Outcome.QUARANTINED, reason="graph_rejected", detail=str(refused),
                            archive_key=item.archive_key, kind=item.kind.value)
         combined = ItemOutcome.combine(per_mailbox)
+        # A user found in the directory without a usable mailbox is something to fix too.
+        unmapped += [f"{upn} (no mailbox)" for upn, result in per_mailbox.items()
+                     if result is MailboxOutcome.NO_MAILBOX]
         return outcome(combined, archive_key=item.archive_key, kind=item.kind.value,
                        mailboxes={upn: value.value for upn, value in per_mailbox.items()},
                        unmapped=unmapped,
@@ -113,6 +125,9 @@ class Importer:
             per_mailbox[upn] = result
         return per_mailbox
 
+    def _keep(self, blob: str, data: bytes) -> None:
+        self.quarantine.upload_blob(blob, data, overwrite=True)
+
     def _download(self, blob: str) -> bytes:
         return self.items.get_blob_client(blob).download_blob().readall()
 
@@ -121,5 +136,3 @@ class PermanentWriteError(Exception):
     """Graph refused the request itself (400-class): retrying cannot help."""
 
 
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else "-"

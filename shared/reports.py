@@ -3,12 +3,20 @@ outcomes, item by item; per mailbox counts; the unmapped numbers and addresses w
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+
+from azure.storage.blob import ContainerClient
 
 from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
 from shared.state import ExportRecord, StateStore
+from shared.telemetry import event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,3 +131,69 @@ def render_summary(reports: list[ExportReport]) -> str:
         lines.append(f"{mailbox[:44]:<44} {counts.get('imported', 0):>9} "
                      f"{counts.get('duplicate', 0):>9} {counts.get('no_mailbox', 0):>10}")
     return "\n".join(lines)
+
+
+def report_status(report: ExportReport, split_at: str, now: datetime,
+                  grace: timedelta) -> str:
+    """complete, in_progress (items pending within the grace period), or unreconciled."""
+    if report.reconciled:
+        return "complete"
+    if report.error:
+        return "unreconciled"
+    try:
+        started = datetime.fromisoformat(split_at)
+    except ValueError:
+        return "unreconciled"
+    return "in_progress" if report.pending and now - started < grace else "unreconciled"
+
+
+def publish_reports(state: StateStore, outcomes: OutcomeStore, reports_container: ContainerClient,
+                    now: datetime, lookback: timedelta = timedelta(days=3),
+                    grace: timedelta = timedelta(hours=1)) -> list[dict[str, Any]]:
+    """Writes `exports/<export>.json` and `days/<day>.json` for recently split exports and logs
+    one "export report" event each (what the unreconciled-report alert queries)."""
+    published: list[dict[str, Any]] = []
+    by_day: dict[str, list[ExportReport]] = {}
+    for record in state.exports():
+        try:
+            split_at = datetime.fromisoformat(record.split_at)
+        except ValueError:
+            continue
+        if now - split_at > lookback:
+            continue
+        report = export_report(record, outcomes.for_export(record.name))
+        status = report_status(report, record.split_at, now, grace)
+        document = report.to_json() | {"status": status, "split_at": record.split_at,
+                                       "generated_at": now.isoformat()}
+        reports_container.upload_blob(f"exports/{record.name}.json",
+                                      json.dumps(document, indent=1, ensure_ascii=False),
+                                      overwrite=True)
+        by_day.setdefault(record.day or "undated", []).append(report)
+        event(log, "export report", logging.INFO if status != "unreconciled" else logging.ERROR,
+              export=record.name, status=status, reconciled=report.reconciled,
+              discrepancy=report.discrepancy()[:500], total=report.total,
+              manifest_count=report.manifest_count if report.manifest_count is not None else -1)
+        published.append(document)
+    for day, reports in by_day.items():
+        reports_container.upload_blob(f"days/{day}.json", json.dumps(
+            daily_summary(day, reports), indent=1, ensure_ascii=False), overwrite=True)
+    return published
+
+
+def daily_summary(day: str, reports: list[ExportReport]) -> dict[str, Any]:
+    """One day across its ZIPs (a busy day spans several `TeleMessage_<file#>` exports)."""
+    outcomes: Counter[str] = Counter()
+    mailboxes: dict[str, Counter[str]] = {}
+    unmapped: Counter[str] = Counter()
+    for report in reports:
+        outcomes.update(report.outcomes)
+        unmapped.update(report.unmapped)
+        for mailbox, counts in report.per_mailbox.items():
+            mailboxes.setdefault(mailbox, Counter()).update(counts)
+    manifests = [r.manifest_count for r in reports]
+    return {"day": day, "exports": sorted(r.export for r in reports),
+            "manifest_count": None if None in manifests else sum(m or 0 for m in manifests),
+            "total": sum(outcomes.values()), "outcomes": dict(outcomes),
+            "reconciled": all(r.reconciled for r in reports),
+            "per_mailbox": {m: dict(c) for m, c in sorted(mailboxes.items())},
+            "unmapped": dict(unmapped.most_common())}

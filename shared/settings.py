@@ -55,6 +55,10 @@ class Settings:
     directory_cache_seconds: int = 3600
     graph_max_concurrency_per_mailbox: int = 4
     max_dequeue_count: int = 5  # must equal host.json extensions.queues.maxDequeueCount
+    report_schedule: str = "0 */10 * * * *"
+    report_grace_minutes: int = 60
+    quarantine_container: str = "quarantine"
+    mapping_refresh_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +96,11 @@ class Settings:
             graph_max_concurrency_per_mailbox=_int(env, "GRAPH_MAX_CONCURRENCY_PER_MAILBOX",
                                                    cls.graph_max_concurrency_per_mailbox),
             max_dequeue_count=_int(env, "MAX_DEQUEUE_COUNT", cls.max_dequeue_count),
+            report_schedule=env.get("REPORT_SCHEDULE", cls.report_schedule),
+            report_grace_minutes=_int(env, "REPORT_GRACE_MINUTES", cls.report_grace_minutes),
+            quarantine_container=env.get("QUARANTINE_CONTAINER", cls.quarantine_container),
+            mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
+                                         cls.mapping_refresh_seconds),
         ).validated()
 
     def validated(self) -> Settings:

@@ -36,6 +36,7 @@ def isolated_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
         "EXPORTS_CONTAINER": f"exports-{tag}",
         "ITEMS_CONTAINER": f"items-{tag}",
         "REPORTS_CONTAINER": f"reports-{tag}",
+        "QUARANTINE_CONTAINER": f"quarantine-{tag}",
         "MAPPING_BLOB": f"config-{tag}/mapping.csv",
         "ITEMS_QUEUE": f"items-{tag}",
         "STATE_TABLE": f"state{tag}",
