@@ -1,5 +1,6 @@
-"""Admin commands: `python -m shared inspect FILE [MEMBER]`, `python -m shared mapping
-validate FILE`, `python -m shared mapping upload FILE`, `python -m shared report`."""
+"""Admin commands: inspect, mapping validate/upload, report, status, replay.
+
+`python -m shared --help` lists them; each has its own --help."""
 
 from __future__ import annotations
 
@@ -89,6 +90,62 @@ def report_command(args: argparse.Namespace) -> int:
     return 0 if all(r.reconciled for r in reports) else 1
 
 
+def progress(done: int, total: int, what: str) -> None:
+    """A bar in a terminal, plain lines elsewhere (CI logs)."""
+    if sys.stderr.isatty() and total:
+        filled = int(30 * done / total)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {what[:50]:<50}",
+              end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(f"{done}/{total or '?'} {what}", file=sys.stderr, flush=True)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from shared.clients import runtime
+    from shared.outcomes import Outcome
+    from shared.replay import Replayer
+
+    replayer = Replayer(runtime(), progress)
+    if args.what == "export":
+        result = replayer.exports(args.names, args.dry_run)
+    elif args.what == "days":
+        last = date.fromisoformat(args.to) if args.to else date.fromisoformat(args.first)
+        result = replayer.days(date.fromisoformat(args.first), last, args.dry_run)
+    elif args.what == "item":
+        result = replayer.item(args.export, args.member, args.dry_run)
+    elif args.what == "outcomes":
+        result = replayer.outcomes({Outcome(o) for o in args.outcomes}, args.exports,
+                                   args.dry_run)
+    else:
+        result = replayer.poison(args.dry_run)
+    verb = "would re-queue" if result.dry_run else "re-queued"
+    print(f"{verb} {result.items} item(s) from {len(result.exports)} export(s)"
+          + (f"; not found: {', '.join(result.missing[:20])}" if result.missing else ""))
+    return 1 if result.missing else 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from shared.clients import runtime
+
+    rt = runtime()
+    depth = {name: int(rt.queue(name).get_queue_properties().approximate_message_count or 0)
+             for name in (rt.settings.items_queue, f"{rt.settings.items_queue}-poison")}
+    checkpoint = rt.state.checkpoint()
+    fetch = rt.state.last_run("fetch") or {}
+    print(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
+    print(f"last fetch      {fetch.get('at', 'never')}: stored {fetch.get('stored', 0)}, "
+          f"skipped {fetch.get('skipped', 0)}, "
+          f"{'ERROR ' + fetch['error'] if fetch.get('error') else 'ok'}")
+    for name, count in depth.items():
+        print(f"queue {name:<24} {count}")
+    poisoned = depth[f"{rt.settings.items_queue}-poison"]
+    if poisoned:
+        print("poison queue not empty: fix the cause, then `python -m shared replay poison`")
+    return 1 if poisoned or fetch.get("error") else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     report_parser.add_argument("day", nargs="?", help="YYYY-MM-DD")
     report_parser.add_argument("--json", action="store_true")
     report_parser.set_defaults(run=report_command)
+    status_parser = commands.add_parser("status", help="checkpoint, last fetch, queue depths")
+    status_parser.set_defaults(run=status_command)
+    replay_parser = commands.add_parser("replay", help="re-queue exports, items or the poison "
+                                        "queue (safe to repeat)")
+    replay_parser.add_argument("--dry-run", action="store_true", help="only count")
+    what = replay_parser.add_subparsers(dest="what", required=True)
+    export_parser = what.add_parser("export", help="split export blobs again")
+    export_parser.add_argument("names", nargs="+")
+    days_parser = what.add_parser("days", help="every export of a date range")
+    days_parser.add_argument("first", help="YYYY-MM-DD")
+    days_parser.add_argument("to", nargs="?", help="YYYY-MM-DD (default: first)")
+    item_parser = what.add_parser("item", help="one item")
+    item_parser.add_argument("export")
+    item_parser.add_argument("member")
+    outcomes_parser = what.add_parser("outcomes", help="items with these outcomes, e.g. "
+                                      "unmapped after a mapping fix")
+    outcomes_parser.add_argument("outcomes", nargs="+",
+                                 choices=["unmapped", "failed", "quarantined", "oversize",
+                                          "queued"])
+    outcomes_parser.add_argument("--exports", nargs="*")
+    what.add_parser("poison", help="move the poison queue back onto the items queue")
+    replay_parser.set_defaults(run=replay_command)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -1,0 +1,103 @@
+"""The admin CLI: `python -m shared ...`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from shared.__main__ import main
+from shared.clients import set_runtime
+from simulators.telemessage.day import generate_day
+from simulators.telemessage.eml_builder import build_eml
+from simulators.telemessage.org import generate_org
+
+ITEMS = generate_day(generate_org(3, employees=8, externals=4), date(2026, 11, 25), items=40,
+                     seed=3, oversize=0, large_attachments=0, encrypted=1)
+
+
+@pytest.fixture
+def eml_files(tmp_path: Path) -> tuple[Path, Path]:
+    plain = next(i for i in ITEMS if not i.encrypted)
+    encrypted = next(i for i in ITEMS if i.encrypted)
+    (tmp_path / "plain.eml").write_bytes(build_eml(plain))
+    (tmp_path / "byok.eml").write_bytes(build_eml(encrypted))
+    return tmp_path / "plain.eml", tmp_path / "byok.eml"
+
+
+def test_inspect_prints_the_normalized_item(eml_files: tuple[Path, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(eml_files[0])]) == 0
+    item = json.loads(capsys.readouterr().out)
+    assert item["archive_key"].startswith("TG-") and item["sender"]["phone"].startswith("+")
+
+
+def test_inspect_exits_nonzero_with_the_quarantine_reason(
+        eml_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(eml_files[1])]) == 1
+    assert "encrypted_byok" in capsys.readouterr().err
+
+
+def test_inspect_a_zip_and_one_member(tmp_path: Path, eml_files: tuple[Path, Path],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.eml", eml_files[0].read_bytes())
+        zf.writestr("../bad.eml", b"x")
+        zf.writestr("x.mf", "Count: 3\na.eml\n")
+    assert main(["inspect", str(archive)]) == 1
+    listing = json.loads(capsys.readouterr().out)
+    assert {m["name"]: m["rejected"] for m in listing["members"]} == {
+        "a.eml": None, "../bad.eml": "unsafe_name"}
+    assert main(["inspect", str(archive), "a.eml"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] in {"message", "deleted", "call"}
+    assert main(["inspect", str(archive), "../bad.eml"]) == 1
+
+
+def test_mapping_validate_names_each_bad_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_text("External User ID,Microsoft 365 User Mailbox\n447700900123,a@contoso.com\n"
+                   "abc,b@contoso.com\n447700900124,nope\n")
+    assert main(["mapping", "validate", str(csv)]) == 1
+    err = capsys.readouterr().err
+    assert f"{csv}:3: invalid mobile number" in err
+    assert f"{csv}:4: invalid mailbox address" in err
+    assert "nothing applied" in err
+
+
+def test_mapping_upload_applies_only_a_valid_file(tmp_path: Path, storage_env: dict[str, str],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in storage_env.items():
+        monkeypatch.setenv(key, value)
+    set_runtime(None)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("447700900123,a@contoso.com\n")
+    bad.write_text("447700900123,b@contoso.com\n12,c@contoso.com\n")
+    try:
+        assert main(["mapping", "upload", str(good)]) == 0
+        assert main(["mapping", "upload", str(bad)]) == 1
+        from shared.clients import runtime
+
+        rt = runtime()
+        container, name = rt.settings.mapping_blob.split("/", 1)
+        live = rt.blob_service.get_blob_client(container, name).download_blob().readall()
+        assert live == good.read_bytes()  # the bad file was never half-applied
+        assert main(["replay", "--dry-run", "poison"]) == 0
+        assert "would re-queue 0 item(s)" in capsys.readouterr().out
+        assert main(["status"]) == 0
+        assert "checkpoint      none" in capsys.readouterr().out
+    finally:
+        set_runtime(None)
+
+
+def test_module_entry_point_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "shared", "--help"], capture_output=True,
+                          text=True, check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0 and "inspect" in done.stdout and "replay" in done.stdout
