@@ -1,11 +1,20 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV := .venv
+IAC_VENV := .venv-iac
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint unit bench clean
+.PHONY: setup iac-setup demo test lint bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
+
+# checkov cannot share .venv (it pins packaging<24, pytest needs >=24): its own venv.
+iac-setup: $(IAC_VENV)/.installed
+
+$(IAC_VENV)/.installed: infra/requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-iac.txt
+	touch $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +32,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared devhost simulators function_app.py
 
-test: lint  ## lint, type-check, then every test (Azurite is started by the fixtures)
+test: lint iac-setup  ## lint, type-check, then every test (Azurite is started by the fixtures)
 	$(PY) -m pytest $(ARGS)
 
 bench: setup  ## throughput and memory of every stage; see docs/BENCHMARKS.md
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .work .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) node_modules .work .pytest_cache .mypy_cache .ruff_cache

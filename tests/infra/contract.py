@@ -10,7 +10,10 @@
 * container, queue and table names agree between the settings.py defaults, the Bicep app
   settings, the resources the Bicep creates and host.json (maxDequeueCount, poison queues);
 * the function app's identity holds a data role on every storage service the code touches
-  (blob, queue, table).
+  (blob, queue, table), and the app runs as that identity;
+* every %SETTING% in function_app.py's trigger decorators is an app setting, and the Event Grid
+  subscription (infra/app/blob-events-subscription.bicep) filters on the exports container and
+  calls the Event Grid blob trigger's webhook.
 
 pycep-parser parses the Bicep in test_infra_parse.py, but its JSON does not tell the literal
 'name' from the identifier `name` and nests operators without precedence, so this module reads
@@ -70,12 +73,12 @@ def name_settings(read: set[str]) -> dict[str, str]:
 # The Functions host's poison queue for blob triggers (the `split` function).
 BLOB_TRIGGER_POISON_QUEUE = "webjobs-blobtrigger-poison"
 
-# Built-in data roles that let an identity use each storage service as the code does
-# (read and write). Readers are not enough.
+# Built-in data roles that let an identity use each storage service as the code and the host
+# do (read and write; readers are not enough). Blob: the account is also the host's own storage
+# (AzureWebJobsStorage), for which Functions documents Storage Blob Data Owner.
 STORAGE_ROLES = {
     "blob": {
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
-        "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     },
     "queue": {
         "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
@@ -219,6 +222,8 @@ def _string(src: str, i: int, line: int) -> tuple[int, list[str | list[Tok]]]:
             text = []
             depth, j = 1, i + 2
             while depth:
+                if j >= len(src):
+                    raise BicepError(f"line {line}: unterminated ${{...}} in a string")
                 if src[j] == "'":
                     j, _ = _string(src, j, line)
                     continue
@@ -312,6 +317,8 @@ class BicepFile:
 class _Parser:
     def __init__(self, toks: list[Tok], path: Path) -> None:
         self.toks, self.i, self.path = toks, 0, path
+        self._nested: list[Resource] = []  # child resources met inside the current body
+        self._parent_types: list[str] = []  # types of the resources being parsed
 
     # -- helpers
     def peek(self, k: int = 0) -> Tok:
@@ -417,9 +424,6 @@ class _Parser:
         del self._nested[start:]
         res = Resource(symbol, rtype, body, existing, condition, children, line)
         return [res, *children]
-
-    _nested: list[Resource]
-    _parent_types: list[str]
 
     def deployed_body(self) -> tuple[Any, Any]:
         condition = None
@@ -599,9 +603,7 @@ def _plain(parts: list[str | list[Tok]]) -> str:
 
 
 def parse_bicep(path: Path) -> BicepFile:
-    parser = _Parser(_tokenize(path.read_text(encoding="utf-8")), path)
-    parser._nested, parser._parent_types = [], []
-    return parser.file()
+    return _Parser(_tokenize(path.read_text(encoding="utf-8")), path).file()
 
 
 # ---- Evaluation --------------------------------------------------------------------------------
@@ -667,9 +669,7 @@ def evaluate(node: Any, scope: Scope, _depth: int = 0) -> Any:  # noqa: C901 - a
             if isinstance(part, str):
                 out.append(part)
                 continue
-            parser = _Parser(part, scope.file.path)
-            parser._nested, parser._parent_types = [], []
-            value = ev(parser.expr())
+            value = ev(_Parser(part, scope.file.path).expr())
             if isinstance(value, bool):
                 out.append("true" if value else "false")
             elif isinstance(value, str | int):

@@ -1,0 +1,152 @@
+// Data-plane role assignments. The app identity gets exactly one role per storage service the
+// code and the Functions host touch, plus telemetry and Key Vault reference rights; the operator
+// (optional) gets what the admin CLI (`python -m shared ...`) and setting secrets by hand need.
+// tests/infra/contract.py checks that blob, queue and table are each covered for the app.
+
+param storageAccountName string
+param applicationInsightsName string
+param keyVaultName string
+
+@description('Principal (object) id of the function app\'s user-assigned identity.')
+param appPrincipalId string
+
+@description('Operator object id; empty: no operator assignments.')
+param operatorPrincipalId string = ''
+param operatorPrincipalType string = 'User'
+
+// Built-in role definition ids.
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+// ---- Function app identity ----------------------------------------------------------------------
+
+// Blob: Storage Blob Data Owner on the account, the role Azure Functions documents for the host's
+// own storage (AzureWebJobsStorage) with identity-based connections: the host creates its
+// containers (azure-webjobs-hosts, -secrets), takes blob leases (singleton/timer), keeps the
+// timer schedule monitor and its keys there, and Flex reads the deployment package from the
+// same account. The connector's own blob work (write exports and items, read mapping.csv, write
+// reports) needs no more than that, so there is no separate assignment for it.
+resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Queue: Storage Queue Data Contributor. The `split` function sends to `items`, the queue
+// trigger peeks/dequeues/deletes/updates visibility on `items`, and the host writes the poison
+// queues (`items-poison`, `webjobs-blobtrigger-poison`), creating them if missing. Reader,
+// Sender and Message Processor each cover only part of that.
+resource appQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Table: Storage Table Data Contributor. The connector reads and upserts entities in
+// connectorstate, ledger and outcomes (checkpoints, idempotency ledger, per-item outcomes);
+// Table Data Reader cannot write. (The tables are created by this template.)
+resource appTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Application Insights with local auth disabled accepts telemetry only with an Entra token from
+// an identity holding Monitoring Metrics Publisher on the component.
+resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, appPrincipalId, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Key Vault references: the platform reads the secrets with the app's identity. Read-only on
+// secret values; the vault holds nothing but this connector's secrets.
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, appPrincipalId, keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---- Operator (optional) ------------------------------------------------------------------------
+
+// `python -m shared mapping upload` writes config/mapping.csv; reading reports and exports.
+resource operatorBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(storage.id, operatorPrincipalId, storageBlobDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
+// `python -m shared status` (queue depths) and `replay` (items queue, `items-poison`).
+resource operatorQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(storage.id, operatorPrincipalId, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
+// `python -m shared report` / `status` read connectorstate and outcomes; `replay` re-splits
+// exports, which writes them (a reader could not).
+resource operatorTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(storage.id, operatorPrincipalId, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
+// Setting/rotating the TeleMessage password and Graph client secret by hand.
+resource operatorSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(vault.id, operatorPrincipalId, keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
