@@ -17,7 +17,7 @@ from shared.outcomes import ItemOutcome, Outcome
 from shared.replay import Replayer, ReplayResult
 from shared.reports import publish_reports
 from shared.split import SplitResult
-from shared.telemetry import queue_age
+from shared.telemetry import event, queue_age
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
 
 
 def publish_reports_now(rt: Runtime) -> list[dict[str, Any]]:
+    """The `reconcile` timer: reports of recent exports, and the queue depths to alert on."""
+    depths = {name: int(rt.queue(queue).get_queue_properties().approximate_message_count or 0)
+              for name, queue in (("items", rt.settings.items_queue),
+                                  ("poison", f"{rt.settings.items_queue}-poison"))}
+    event(log, "queue depth", logging.ERROR if depths["poison"] else logging.INFO, **depths)
     reports = rt.blob_service.get_container_client(rt.settings.reports_container)
     return publish_reports(rt.state, rt.outcomes, reports, datetime.now(UTC),
                            grace=timedelta(minutes=rt.settings.report_grace_minutes))

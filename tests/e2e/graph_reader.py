@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,37 +33,48 @@ class GraphReader:
                                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     def _get(self, path: str, **params: Any) -> dict[str, Any]:
-        response = self._http.get(path, params=params)
+        return dict(self._send(path, params).json())
+
+    def _send(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
+        """GET, waiting out throttling as any well-behaved Graph client must."""
+        for _ in range(20):
+            response = self._http.get(url, params=params)
+            if response.status_code != 429:
+                response.raise_for_status()
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "1")))
         response.raise_for_status()
-        return dict(response.json())
+        return response
 
     def folder_id(self, user: str, name: str) -> str | None:
         page = self._get(f"users/{user}/mailFolders/msgfolderroot/childFolders",
                          **{"$filter": f"displayName eq '{name}'", "includeHiddenFolders": "true"})
         return page["value"][0]["id"] if page["value"] else None
 
-    def messages(self, user: str, folder: str) -> list[ArchivedMessage]:
+    def messages(self, user: str, folder: str,
+                 attachments: bool = True) -> list[ArchivedMessage]:
         found: list[ArchivedMessage] = []
         url: str | None = f"users/{user}/mailFolders/{folder}/messages"
-        params: dict[str, Any] = {
+        params: dict[str, Any] | None = {
             "$top": "50",
             "$expand": f"singleValueExtendedProperties($filter=id eq '{ARCHIVE_KEY_PROPERTY}')",
         }
         while url:
-            response = self._http.get(url, params=params)
-            response.raise_for_status()
-            page = response.json()
+            page = self._send(url, params).json()
             for message in page["value"]:
-                found.append(self._archived(user, message))
-            url, params = page.get("@odata.nextLink"), {}
+                found.append(self._archived(user, message, attachments))
+            # The next link carries the whole query; params={} would make httpx drop it.
+            url, params = page.get("@odata.nextLink"), None
         return found
 
-    def _archived(self, user: str, message: dict[str, Any]) -> ArchivedMessage:
+    def _archived(self, user: str, message: dict[str, Any],
+                  with_attachments: bool) -> ArchivedMessage:
         props = message.get("singleValueExtendedProperties") or []
         key = next((p["value"] for p in props if p["id"].lower() ==
                     ARCHIVE_KEY_PROPERTY.lower()), "")
         attachments = []
-        listing = self._get(f"users/{user}/messages/{message['id']}/attachments")
+        listing = self._get(f"users/{user}/messages/{message['id']}/attachments") \
+            if with_attachments else {"value": []}
         for attachment in listing["value"]:
             full = self._get(f"users/{user}/messages/{message['id']}/attachments/"
                              f"{attachment['id']}")

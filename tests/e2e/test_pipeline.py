@@ -8,7 +8,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -27,6 +27,7 @@ from tests.e2e.graph_reader import ArchivedMessage, GraphReader
 pytestmark = pytest.mark.e2e
 DAY = datetime.now(UTC).date() - timedelta(days=1)
 FOLDER = "Telegram Archiver"
+ITEM_LIMITS = {"oversize": 0, "large_attachments": 0, "encrypted": 0}
 
 
 @dataclass
@@ -67,12 +68,12 @@ def usable_mailboxes(run: Run) -> set[str]:
     return {u.user_principal_name for u in run.stack.graph_users if u.mailbox_enabled}
 
 
-def expected_placement(run: Run) -> dict[str, set[str]]:
+def expected_keys(stack: LocalStack, day: date) -> dict[str, set[str]]:
     """Ground truth from the simulator: which archive keys belong in which mailbox."""
-    assert run.stack.telemessage
-    usable = usable_mailboxes(run)
+    assert stack.telemessage
+    usable = {u.user_principal_name for u in stack.graph_users if u.mailbox_enabled}
     placement: dict[str, set[str]] = {}
-    for item in run.stack.telemessage.items(DAY):
+    for item in stack.telemessage.items(day):
         if item.encrypted or len(build_eml(item)) > MAX_ITEM_BYTES * 1.4:
             continue
         if sum(a.size for a in item.attachments) + len(item.body.encode()) > MAX_ITEM_BYTES:
@@ -81,6 +82,10 @@ def expected_placement(run: Run) -> dict[str, set[str]]:
             if person.email and person.email in usable:
                 placement.setdefault(person.email, set()).add(item.archive_id)
     return placement
+
+
+def expected_placement(run: Run) -> dict[str, set[str]]:
+    return expected_keys(run.stack, DAY)
 
 
 def items_by_key(run: Run) -> dict[str, SimItem]:

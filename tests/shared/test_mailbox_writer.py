@@ -180,3 +180,12 @@ async def test_folder_race_between_two_caches_is_resolved(kit: Kit) -> None:
 
 async def test_user_without_a_mailbox_is_an_outcome_not_an_error(kit: Kit) -> None:
     assert await kit.writer.write(make_item("TG-2"), AVI.id) is MailboxOutcome.NO_MAILBOX
+
+
+async def test_an_existing_hidden_archive_folder_is_found_not_duplicated(kit: Kit) -> None:
+    created = httpx.post(f"{kit.sim.base_url}/users/{DANA.id}/mailFolders/msgfolderroot/"
+                         "childFolders", headers={"Authorization": f"Bearer {TOKEN}"},
+                         json={"displayName": "Telegram Archiver", "isHidden": True})
+    assert created.status_code == 201
+    folder = await FolderCache(kit.graph, "Telegram Archiver").folder_id(DANA.id)
+    assert folder == created.json()["id"]
