@@ -96,31 +96,28 @@ class MailboxWriter:
 
     async def write(self, item: Item, mailbox: str) -> MailboxOutcome:
         key = item.archive_key
-        entry = await self._run_io(self._ledger.get, mailbox, key)
-        if entry is not None and entry.state is LedgerState.IMPORTED:
-            return MailboxOutcome.DUPLICATE
         try:
-            folder = await self._folders.folder_id(mailbox)
+            folder = await self._folders.folder_id(mailbox)  # cached after the first item
         except GraphError as error:
             if error.failure is Failure.NO_MAILBOX:
                 return MailboxOutcome.NO_MAILBOX
             raise
-        held = await self._claim(mailbox, key, entry)
+        held = await self._claim(mailbox, key)
         if held is None:
             return MailboxOutcome.DUPLICATE
 
         message_id = held.message_id
-        earlier_attempt = held.attempts > 1
-        if message_id is None and earlier_attempt:
+        if message_id is None and held.attempts > 1:  # an earlier attempt may have written it
             message_id = await self._graph.find_message(mailbox, folder, key)
         if message_id is None:
             message = render_message(item, [])
             body_bytes = len((message.body.content or "").encode()) if message.body else 0
             plan = plan_attachments(item, body_bytes + 8192)
             message_id = await self._create(item, mailbox, folder, plan.inline)
-            held = await self._run_io(self._ledger.record, mailbox, key, LedgerState.CREATED,
-                                      message_id, held)
             missing = plan.separate
+            if missing:  # remember the message before the slower attachment uploads
+                held = await self._run_io(self._ledger.record, mailbox, key,
+                                          LedgerState.CREATED, message_id, held)
         else:
             existing = await self._graph.list_attachments(mailbox, message_id)
             missing = _missing(item.attachments, Counter(a.name for a in existing))
@@ -130,21 +127,27 @@ class MailboxWriter:
                            held)
         return MailboxOutcome.IMPORTED
 
-    async def _claim(self, mailbox: str, key: str,
-                     entry: LedgerEntry | None) -> LedgerEntry | None:
-        """The right to write, or None when another worker finished the same item meanwhile
-        (the same message captured from two phones often arrives in one batch)."""
+    async def _claim(self, mailbox: str, key: str) -> LedgerEntry | None:
+        """The right to write, or None when the item is already in the mailbox (also when
+        another worker finishes it meanwhile: the same message captured from two phones often
+        arrives in one batch). Most items are new, so creating the claim is tried first: one
+        storage round trip on the common path."""
         deadline = time.monotonic() + self._claim_wait_seconds
+        entry: LedgerEntry | None = None
         while True:
             try:
-                return await self._run_io(self._ledger.claim, mailbox, key, entry)  # type: ignore[no-any-return]
+                claimed: LedgerEntry = await self._run_io(self._ledger.claim, mailbox, key, entry)
+                return claimed
             except ClaimConflict as exc:
-                if time.monotonic() >= deadline:
-                    raise RetryLater(f"item is being written by another worker: {exc}") from exc
-            await asyncio.sleep(0.5)
+                conflict = exc
             entry = await self._run_io(self._ledger.get, mailbox, key)
             if entry is not None and entry.state is LedgerState.IMPORTED:
                 return None
+            if entry is not None and entry.state is LedgerState.WRITING \
+                    and entry.claimed_until > time.time():
+                if time.monotonic() >= deadline:
+                    raise RetryLater(f"item is being written by another worker: {conflict}")
+                await asyncio.sleep(0.5)
 
     async def _create(self, item: Item, mailbox: str, folder: str,
                       inline: list[Attachment]) -> str:
