@@ -98,7 +98,7 @@ class Runtime:
                         self.items_queue, self.outcomes, self.state)
 
     def fetcher(self) -> Fetcher:
-        s = self.settings
+        s = self.settings.require_telemessage()
         http = httpx.Client(base_url=s.telemessage_base_url,
                             timeout=httpx.Timeout(60.0, connect=15.0))
         client = TeleMessageClient(http, s.telemessage_username, s.telemessage_password)

@@ -155,7 +155,8 @@ def _ascii(value: str) -> str:
     value = " ".join(value.split())
     if value.isascii():
         return value[:MAX_HEADER_VALUE]
-    return Header(value, "utf-8").encode(maxlinelen=10_000)[:MAX_HEADER_VALUE]
+    # Cut the text, not the encoded word, so the value still decodes.
+    return Header(value[: MAX_HEADER_VALUE // 4], "utf-8").encode(maxlinelen=10_000)
 
 
 def _safe_id(key: str) -> str:

@@ -65,9 +65,11 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             storage=_storage(env),
-            telemessage_base_url=_required(env, "TELEMESSAGE_BASE_URL").rstrip("/"),
-            telemessage_username=_required(env, "TELEMESSAGE_USERNAME"),
-            telemessage_password=_required(env, "TELEMESSAGE_PASSWORD"),
+            # Checked when the fetch needs them (`require_telemessage`), so admin commands that
+            # only touch storage run without TeleMessage credentials.
+            telemessage_base_url=env.get("TELEMESSAGE_BASE_URL", "").rstrip("/"),
+            telemessage_username=env.get("TELEMESSAGE_USERNAME", ""),
+            telemessage_password=env.get("TELEMESSAGE_PASSWORD", ""),
             graph_base_url=env.get("GRAPH_BASE_URL", cls.graph_base_url).rstrip("/"),
             graph_tenant_id=env.get("GRAPH_TENANT_ID", ""),
             graph_client_id=env.get("GRAPH_CLIENT_ID", ""),
@@ -102,6 +104,14 @@ class Settings:
             mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
                                          cls.mapping_refresh_seconds),
         ).validated()
+
+    def require_telemessage(self) -> Settings:
+        for name, value in (("TELEMESSAGE_BASE_URL", self.telemessage_base_url),
+                            ("TELEMESSAGE_USERNAME", self.telemessage_username),
+                            ("TELEMESSAGE_PASSWORD", self.telemessage_password)):
+            if not value:
+                raise SettingsError(f"setting {name} is required to fetch exports")
+        return self
 
     def validated(self) -> Settings:
         if self.graph_credential_kind == "static_token":
@@ -138,13 +148,6 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
         queue_endpoint=env.get(f"{STORAGE_PREFIX}__queueServiceUri"),
         table_endpoint=env.get(f"{STORAGE_PREFIX}__tableServiceUri"),
     )
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "")
-    if not value:
-        raise SettingsError(f"setting {name} is required")
-    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
