@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 from collections.abc import Callable
 
 from aiohttp import web
+
+
+def run_until_terminated(stop: Callable[[], None]) -> None:
+    """Blocks a command-line simulator until SIGTERM or Ctrl-C, then calls `stop`."""
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 from pathlib import Path
+
+from simulators._server import run_until_terminated
 
 from . import GraphSimulator, SimUser
 
@@ -31,17 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.users else []
     sim = GraphSimulator(users, token=args.token, latency=args.latency, seed=args.seed,
                          port=args.port or None, upload_port=args.upload_port or None)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sim.start()
     print(sim.base_url, flush=True)
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    run_until_terminated(sim.stop)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from datetime import date, timedelta
 from pathlib import Path
 
+from simulators._server import run_until_terminated
 from simulators.telemessage.app import iso_z
 from simulators.telemessage.simulator import TeleMessageSimulator
 
@@ -43,14 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     for export in sim.exports:
         print(f"  {export.name}  {export.size} bytes  created {iso_z(export.created_at)}",
               flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    run_until_terminated(sim.stop)
 
 
 if __name__ == "__main__":
