@@ -23,7 +23,7 @@ from shared.mailbox_writer import MailboxWriter, RetryLater
 from shared.mapping import Mapper
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, MailboxOutcome, Outcome, OutcomeStore
-from shared.telemetry import digest, event, items_outcome, tracer
+from shared.telemetry import digest, event, item_trace_context, items_outcome, tracer
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ class Importer:
             log.error("unreadable queue message", extra={"reason": "bad_message",
                                                         "detail": str(exc)[:200]})
             return ItemOutcome("", "", Outcome.QUARANTINED, reason="bad_message", detail=str(exc))
-        with tracer.start_as_current_span("import item", attributes={
-                "export": message.export, "member": digest(message.member)}) as span:
+        with tracer.start_as_current_span("import item", context=item_trace_context(
+                message.trace), attributes={"export": message.export,
+                                             "member": digest(message.member)}) as span:
             outcome = await self._import(message)
             await self.run_io(self.outcomes.record, outcome)
             span.set_attribute("outcome", outcome.outcome.value)

@@ -15,6 +15,7 @@ class ItemMessage:
     blob: str  # item blob name in the items container
     size: int  # bytes of the EML
     version: int = 1
+    trace: str = ""  # W3C traceparent of the item's trace, begun at split
 
     def to_json(self) -> str:
         text = json.dumps(asdict(self), ensure_ascii=True, separators=(",", ":"))
@@ -28,7 +29,7 @@ class ItemMessage:
             data = json.loads(text)
             return cls(export=str(data["export"]), member=str(data["member"]),
                        blob=str(data["blob"]), size=int(data["size"]),
-                       version=int(data.get("version", 1)))
+                       version=int(data.get("version", 1)), trace=str(data.get("trace", "")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not an item message: {exc}") from exc
 

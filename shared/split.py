@@ -30,6 +30,7 @@ from shared.export_format import (
 from shared.messages import ItemMessage, item_blob_name
 from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
 from shared.state import ExportRecord, StateStore
+from shared.telemetry import begin_item_trace
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,9 @@ class Splitter:
         self._outcomes.record_many(ItemOutcome(export, e.member.name, Outcome.QUEUED,
                                                size=e.member.size) for e in chunk)
         messages = [ItemMessage(export=export, member=e.member.name,
-                                blob=item_blob_name(export, e.member.name),
-                                size=e.member.size).to_json() for e in chunk]
+                                blob=item_blob_name(export, e.member.name), size=e.member.size,
+                                trace=begin_item_trace(export, e.member.name)).to_json()
+                    for e in chunk]
         for sent in [pool.submit(self._queue.send_message, m) for m in messages]:
             sent.result()
         return len(chunk)

@@ -15,7 +15,8 @@ import os
 import re
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,20 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w.\-])(?:\+\d[\d \-]{6,17}\d|\d{9,15})(?![\w.\-])")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/]+=*")
 _SECRETS = re.compile(r"(?i)(password|secret|token|accountkey|sig)=([^&;\s]+)")
+
+
+def begin_item_trace(export: str, member: str) -> str:
+    """Starts an item's trace at split; returns its traceparent ('' when tracing is off), which
+    the queue message carries so that import continues the same trace."""
+    with tracer.start_as_current_span("split item", context=Context(), attributes={
+            "export": export, "member": digest(member)}):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return carrier.get("traceparent", "")
+
+
+def item_trace_context(traceparent: str) -> Context | None:
+    return propagate.extract({"traceparent": traceparent}) if traceparent else None
 
 
 def digest(value: str) -> str:

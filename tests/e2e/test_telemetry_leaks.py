@@ -95,7 +95,8 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str
     haystack = list(capture.lines)
     for span in spans.get_finished_spans():
         haystack.append(f"{span.name} {dict(span.attributes or {})} "
-                        f"{[(e.name, dict(e.attributes or {})) for e in span.events]}")
+                        f"{[(e.name, dict(e.attributes or {})) for e in span.events]} "
+                        f"trace={span.context.trace_id:032x}")
     data = reader.get_metrics_data()
     for resource_metrics in data.resource_metrics if data else []:
         for scope in resource_metrics.scope_metrics:
@@ -110,6 +111,18 @@ def test_the_run_emitted_logs_spans_and_metrics(emitted: tuple[list[str], set[st
     assert any("item outcome" in line for line in haystack)
     assert any(line.startswith("import item") for line in haystack)
     assert any(line.startswith("archive.items") for line in haystack)
+
+
+def test_each_item_is_one_trace_from_split_to_import(
+        emitted: tuple[list[str], set[str]]) -> None:
+    haystack, _ = emitted
+
+    def traces(name: str) -> list[str]:
+        return [line.rsplit("trace=", 1)[1] for line in haystack if line.startswith(name + " ")]
+
+    split, imported = traces("split item"), traces("import item")
+    assert len(split) == len(set(split)) == 60  # one trace per item
+    assert imported and set(imported) <= set(split)
 
 
 def test_nothing_secret_was_emitted(emitted: tuple[list[str], set[str]]) -> None:
