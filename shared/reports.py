@@ -7,7 +7,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.storage.blob import ContainerClient
@@ -59,6 +59,15 @@ class ExportReport:
         parts += [p["detail"] for p in self.problems if p.get("code", "").startswith("manifest")]
         return "; ".join(parts)
 
+    def timings(self) -> dict[str, str | float | None]:
+        """When the first and the last outcome of the export were recorded."""
+        stamps = sorted(i.updated for i in self.items if i.updated)
+        if not stamps:
+            return {"first_outcome_at": None, "last_outcome_at": None, "span_seconds": None}
+        return {"first_outcome_at": datetime.fromtimestamp(stamps[0], UTC).isoformat(),
+                "last_outcome_at": datetime.fromtimestamp(stamps[-1], UTC).isoformat(),
+                "span_seconds": round(stamps[-1] - stamps[0], 3)}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "export": self.export, "day": self.day, "manifest_count": self.manifest_count,
@@ -67,6 +76,7 @@ class ExportReport:
             "per_mailbox": {m: dict(c) for m, c in sorted(self.per_mailbox.items())},
             "unmapped": dict(self.unmapped.most_common()),
             "quarantine_reasons": dict(self.quarantine_reasons), "problems": self.problems,
+            "timings": self.timings(),
             "items": [{"member": i.member, "outcome": i.outcome.value, "reason": i.reason,
                        "detail": i.detail, "size": i.size, "archive_key": i.archive_key,
                        "kind": i.kind, "mailboxes": i.mailboxes, "unmapped": i.unmapped}

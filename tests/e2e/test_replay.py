@@ -147,6 +147,8 @@ def test_published_reports_reconcile_and_land_in_the_reports_container(env: Env)
 
     documents = publish_reports_now(env.runtime)
     assert documents and all(d["status"] == "complete" for d in documents)
+    assert all(d["timings"]["last_outcome_at"] >= d["timings"]["first_outcome_at"]
+               for d in documents)
     container = env.runtime.blob_service.get_container_client(
         env.runtime.settings.reports_container)
     names = {b.name for b in container.list_blobs()}
