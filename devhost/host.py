@@ -117,7 +117,7 @@ class LocalFunctionsHost:
         self._blob_inflight: set[asyncio.Task[None]] = set()
         self._queue_inflight = 0
         self.stats = HostStats()
-        self.functions = [self._register(f) for f in app.get_functions()]
+        self.functions = [self._register(f) for f in _functions_of(app)]
 
     def _register(self, function: Any) -> _Registered:
         binding = next(b for b in function.get_bindings() if b.type.endswith("Trigger"))
@@ -354,6 +354,17 @@ class LocalFunctionsHost:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_INDEXED: dict[int, list[Any]] = {}
+
+
+def _functions_of(app: func.FunctionApp) -> list[Any]:
+    """The app's functions, indexed once: FunctionApp.get_functions() refuses a second call
+    (it sees every name again as a duplicate), and a process may start several hosts."""
+    if id(app) not in _INDEXED:
+        _INDEXED[id(app)] = list(app.get_functions())
+    return _INDEXED[id(app)]
 
 
 def _names_and_etags(container: ContainerClient) -> list[tuple[str, str]]:
