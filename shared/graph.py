@@ -8,7 +8,6 @@ write may have happened) or permanent. Callers never see SDK exception types.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 import logging
@@ -333,6 +332,3 @@ def _http_error(response: httpx.Response) -> GraphError:
         return GraphError(Failure.UNKNOWN, status, code, message)
     return GraphError(Failure.REJECTED, status, code, message)
 
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -96,44 +96,41 @@ class Importer:
             return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
                            kind=item.kind.value, unmapped=unmapped,
                            detail="no participant maps to a Microsoft 365 user")
-        try:
-            per_mailbox = await self._write_all(item, [(t.mailbox, t.upn) for t in
-                                                       resolution.targets])
-        except PermanentWriteError as refused:
-            return outcome(Outcome.QUARANTINED, reason="graph_rejected", detail=str(refused),
-                           archive_key=item.archive_key, kind=item.kind.value)
+        per_mailbox, refusals = await self._write_all(
+            item, [(t.mailbox, t.upn) for t in resolution.targets])
         combined = ItemOutcome.combine(per_mailbox)
         # A user found in the directory without a usable mailbox is something to fix too.
         unmapped += [f"{upn} (no mailbox)" for upn, result in per_mailbox.items()
                      if result is MailboxOutcome.NO_MAILBOX]
+        reason = {Outcome.UNMAPPED: "no_mailbox", Outcome.QUARANTINED: "graph_rejected"}
         return outcome(combined, archive_key=item.archive_key, kind=item.kind.value,
                        mailboxes={upn: value.value for upn, value in per_mailbox.items()},
-                       unmapped=unmapped,
-                       reason="no_mailbox" if combined is Outcome.UNMAPPED else "")
+                       unmapped=unmapped, reason=reason.get(combined, ""),
+                       detail="; ".join(refusals))
 
-    async def _write_all(self, item: Item,
-                         targets: list[tuple[str, str]]) -> dict[str, MailboxOutcome]:
+    async def _write_all(self, item: Item, targets: list[tuple[str, str]]
+                         ) -> tuple[dict[str, MailboxOutcome], list[str]]:
+        """Per mailbox: imported, duplicate, no mailbox, or refused by Graph (a permanent
+        400-class answer, recorded with its code). Anything transient raises, so the message
+        comes back; mailboxes already written are in the ledger and the retry skips them."""
         results = await asyncio.gather(*(self.writer.write(item, mailbox)
                                          for mailbox, _ in targets), return_exceptions=True)
         per_mailbox: dict[str, MailboxOutcome] = {}
+        refusals: list[str] = []
         for (_, upn), result in zip(targets, results, strict=True):
             if isinstance(result, GraphError) and result.failure is Failure.REJECTED:
-                raise PermanentWriteError(f"Graph refused the item for a mailbox: "
-                                          f"{result.status} {result.code}") from result
-            if isinstance(result, BaseException):
-                # Mailboxes already written are in the ledger; the retry skips them.
+                per_mailbox[upn] = MailboxOutcome.REJECTED
+                refusals.append(f"{upn}: HTTP {result.status} {result.code}")
+            elif isinstance(result, BaseException):
                 raise RetryLater(f"{type(result).__name__}: {result}") from result
-            per_mailbox[upn] = result
-        return per_mailbox
+            else:
+                per_mailbox[upn] = result
+        return per_mailbox, refusals
 
     def _keep(self, blob: str, data: bytes) -> None:
         self.quarantine.upload_blob(blob, data, overwrite=True)
 
     def _download(self, blob: str) -> bytes:
         return self.items.get_blob_client(blob).download_blob().readall()
-
-
-class PermanentWriteError(Exception):
-    """Graph refused the request itself (400-class): retrying cannot help."""
 
 

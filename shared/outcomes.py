@@ -36,6 +36,7 @@ class MailboxOutcome(StrEnum):
     IMPORTED = "imported"
     DUPLICATE = "duplicate"
     NO_MAILBOX = "no_mailbox"  # the user exists but has no usable mailbox
+    REJECTED = "rejected"  # Graph refused the item itself (a permanent 400-class answer)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ItemOutcome:
     @staticmethod
     def combine(per_mailbox: dict[str, MailboxOutcome]) -> Outcome:
         values = set(per_mailbox.values())
+        if MailboxOutcome.REJECTED in values:  # an admin must look, even if others got it
+            return Outcome.QUARANTINED
         if MailboxOutcome.IMPORTED in values:
             return Outcome.IMPORTED
         if MailboxOutcome.DUPLICATE in values:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shared.clients import Runtime, graph_client
-from shared.graph import GraphMailboxes
+from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Chat, Direction, Item, ItemKind, Participant
 from shared.ledger import Ledger, LedgerState
 from shared.mailbox_writer import FolderCache, MailboxWriter
@@ -189,3 +189,12 @@ async def test_an_existing_hidden_archive_folder_is_found_not_duplicated(kit: Ki
     assert created.status_code == 201
     folder = await FolderCache(kit.graph, "Telegram Archiver").folder_id(DANA.id)
     assert folder == created.json()["id"]
+
+
+async def test_graph_refusal_is_permanent_not_retried(kit: Kit) -> None:
+    # Just under 3 MiB: too big for one request once base64-encoded, too small for an upload
+    # session (3 MiB minimum). Graph refuses it; that must surface as a permanent refusal.
+    awkward = Attachment("gap.bin", "application/octet-stream", b"z" * (3 * 1024 * 1024 - 50))
+    with pytest.raises(GraphError) as refused:
+        await kit.writer.write(make_item("TG-gap", (awkward,)), DANA.id)
+    assert refused.value.failure is Failure.REJECTED and refused.value.status == 413
