@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -99,11 +100,13 @@ class Splitter:
 
     def _extract_all(self, export: str, zf: zipfile.ZipFile,
                      members: list[Member]) -> tuple[int, list[ItemOutcome]]:
-        queued = 0
+        """Reads members in order (one reader over the ZIP) while a thread pool uploads and
+        enqueues them; in-flight work is bounded by count and bytes, so memory stays flat."""
         failed: list[ItemOutcome] = []
-        chunk: list[_Extracted] = []
-        chunk_bytes = 0
+        batch: list[_Extracted] = []
+        batch_bytes = 0
         with ThreadPoolExecutor(self._workers, thread_name_prefix="split") as pool:
+            inflight = _InFlight(max_items=self._workers * 4, max_bytes=CHUNK_BYTES)
             for member in members:
                 try:
                     extracted = self._extract(export, zf, member)
@@ -113,13 +116,13 @@ class Splitter:
                                               reason="corrupt_member", detail=str(exc)[:500],
                                               size=member.size))
                     continue
-                chunk.append(extracted)
-                chunk_bytes += len(extracted.data or b"")
-                if len(chunk) >= CHUNK_MEMBERS or chunk_bytes >= CHUNK_BYTES:
-                    queued += self._flush(export, chunk, pool)
-                    chunk, chunk_bytes = [], 0
-            if chunk:
-                queued += self._flush(export, chunk, pool)
+                batch.append(extracted)
+                batch_bytes += len(extracted.data or b"")
+                if len(batch) >= CHUNK_MEMBERS or batch_bytes >= CHUNK_BYTES // 4:
+                    self._dispatch(export, batch, pool, inflight)
+                    batch, batch_bytes = [], 0
+            self._dispatch(export, batch, pool, inflight)
+            queued = inflight.drain()
         return queued, failed
 
     def _extract(self, export: str, zf: zipfile.ZipFile, member: Member) -> _Extracted:
@@ -132,22 +135,55 @@ class Splitter:
                                 overwrite=True, max_concurrency=1)
         return _Extracted(member, None)
 
-    def _flush(self, export: str, chunk: list[_Extracted], pool: ThreadPoolExecutor) -> int:
-        uploads = [pool.submit(self._items.upload_blob, item_blob_name(export, e.member.name),
-                               e.data, overwrite=True)
-                   for e in chunk if e.data is not None]
-        for future in uploads:
-            future.result()
-        # The outcome row goes in before the message, so an import never races behind it.
+    def _dispatch(self, export: str, batch: list[_Extracted], pool: ThreadPoolExecutor,
+                  inflight: _InFlight) -> None:
+        if not batch:
+            return
+        # The outcome rows go in (one transaction per 100) before any message of theirs is
+        # sent, so an import never races ahead of its row.
         self._outcomes.record_many(ItemOutcome(export, e.member.name, Outcome.QUEUED,
-                                               size=e.member.size) for e in chunk)
-        messages = [ItemMessage(export=export, member=e.member.name,
-                                blob=item_blob_name(export, e.member.name), size=e.member.size,
-                                trace=begin_item_trace(export, e.member.name)).to_json()
-                    for e in chunk]
-        for sent in [pool.submit(self._queue.send_message, m) for m in messages]:
-            sent.result()
-        return len(chunk)
+                                               size=e.member.size) for e in batch)
+        for extracted in batch:
+            inflight.add(pool.submit(self._deliver, export, extracted),
+                         len(extracted.data or b""))
+
+    def _deliver(self, export: str, extracted: _Extracted) -> None:
+        """Claim check: the item's bytes to its blob, then the message that points at them."""
+        name = item_blob_name(export, extracted.member.name)
+        if extracted.data is not None:
+            self._items.upload_blob(name, extracted.data, overwrite=True)
+        self._queue.send_message(ItemMessage(
+            export=export, member=extracted.member.name, blob=name, size=extracted.member.size,
+            trace=begin_item_trace(export, extracted.member.name)).to_json())
+
+
+class _InFlight:
+    """Futures not yet finished, bounded by count and by the bytes they hold."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._futures: deque[tuple[Future[None], int]] = deque()
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self.done = 0
+
+    def add(self, future: Future[None], size: int) -> None:
+        self._futures.append((future, size))
+        self._bytes += size
+        while self._futures and (len(self._futures) > self._max_items
+                                 or self._bytes > self._max_bytes):
+            self._finish_oldest()
+
+    def drain(self) -> int:
+        while self._futures:
+            self._finish_oldest()
+        return self.done
+
+    def _finish_oldest(self) -> None:
+        future, size = self._futures.popleft()
+        future.result()  # a failed upload or send fails the split; Event Grid retries it
+        self._bytes -= size
+        self.done += 1
 
 
 class _IterStream:
