@@ -114,6 +114,9 @@ class LocalFunctionsHost:
         self._queues = QueueServiceClient.from_connection_string(connection_string)
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="devhost")
         self._seen_blobs: dict[tuple[str, str], str] = {}
+        blobs = self.host_json.get("extensions", {}).get("blobs", {})
+        self._blob_parallelism = int(blobs.get("maxDegreeOfParallelism", 4))
+        self._blob_slots: asyncio.Semaphore | None = None  # made per run: loops differ
         self._blob_inflight: set[asyncio.Task[None]] = set()
         self._queue_inflight = 0
         self.stats = HostStats()
@@ -193,6 +196,12 @@ class LocalFunctionsHost:
         return task
 
     async def _deliver_blob(self, fn: _Registered, container: str, name: str) -> None:
+        if self._blob_slots is None:
+            self._blob_slots = asyncio.Semaphore(self._blob_parallelism)
+        async with self._blob_slots:  # host.json blobs.maxDegreeOfParallelism
+            await self._deliver_blob_event(fn, container, name)
+
+    async def _deliver_blob_event(self, fn: _Registered, container: str, name: str) -> None:
         for attempt in range(1, EVENT_GRID_ATTEMPTS + 1):
             self.stats.blob_invocations += 1
             try:
@@ -306,6 +315,7 @@ class LocalFunctionsHost:
     async def run(self, until: Callable[[], bool] | None = None, timeout: float = 600.0,
                   timers: bool = True) -> None:
         """Runs the listeners until `until()` is true (checked between polls) or timeout."""
+        self._blob_slots = asyncio.Semaphore(self._blob_parallelism)
         tasks = [asyncio.create_task(self._queue_loop(f)) for f in self._of_kind("queueTrigger")]
         if timers:
             tasks += [asyncio.create_task(self._timer_loop(f))

@@ -18,7 +18,7 @@ from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Item
 from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
 from shared.outcomes import MailboxOutcome
-from shared.render import render_message
+from shared.render import body_html, render_message
 from shared.throttle import backoff_seconds
 
 SINGLE_POST_MAX = 3 * 1024 * 1024 - 1  # raw bytes; above this Graph wants an upload session
@@ -110,9 +110,7 @@ class MailboxWriter:
         if message_id is None and held.attempts > 1:  # an earlier attempt may have written it
             message_id = await self._graph.find_message(mailbox, folder, key)
         if message_id is None:
-            message = render_message(item, [])
-            body_bytes = len((message.body.content or "").encode()) if message.body else 0
-            plan = plan_attachments(item, body_bytes + 8192)
+            plan = plan_attachments(item, len(body_html(item).encode()) + 8192)
             message_id = await self._create(item, mailbox, folder, plan.inline)
             missing = plan.separate
             if missing:  # remember the message before the slower attachment uploads

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.tables import hashed_key, safe_key
+from shared.throttle import backoff_seconds
 
 
 class Outcome(StrEnum):
@@ -81,9 +83,20 @@ class OutcomeStore:
         for entities in by_partition.values():
             unique = list({e["RowKey"]: e for e in entities}.values())
             for start in range(0, len(unique), 100):
-                self._table.submit_transaction(
-                    [("upsert", e, {"mode": UpdateMode.REPLACE})
-                     for e in unique[start: start + 100]])
+                self._submit([("upsert", e, {"mode": UpdateMode.REPLACE})
+                              for e in unique[start: start + 100]])
+
+    def _submit(self, operations: list[Any], attempts: int = 4) -> None:
+        """The SDK does not retry a `$batch` whose connection broke; upserts are idempotent,
+        so this does (a reset once ended a 17-minute split of a 1 GB export)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._table.submit_transaction(operations)
+                return
+            except (ServiceRequestError, ServiceResponseError):
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff_seconds(attempt, base=0.5, cap=5.0))
 
     def for_export(self, export: str) -> list[ItemOutcome]:
         query = self._table.query_entities("PartitionKey eq @pk",
