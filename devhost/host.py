@@ -105,7 +105,6 @@ class LocalFunctionsHost:
     def __init__(self, app: func.FunctionApp, connection_string: str,
                  host_json: dict[str, Any] | None = None, poll_interval: float = 0.25,
                  lease_seconds: float = 600.0) -> None:
-        self._conn = connection_string
         self.host_json = host_json or json.loads((ROOT / "host.json").read_text())
         self.queue_options = QueueOptions.from_host_json(self.host_json)
         self._poll_interval = poll_interval
@@ -185,15 +184,6 @@ class LocalFunctionsHost:
         """Forget what was delivered: every blob fires again, as a duplicate Event Grid
         delivery (at least once) would."""
         self._seen_blobs.clear()
-
-    def trigger_blob(self, container: str, name: str) -> asyncio.Task[None]:
-        """Deliver a BlobCreated event by hand (a replay re-queues an export blob this way)."""
-        fn = next(f for f in self._of_kind("blobTrigger")
-                  if self._blob_container(f) == container)
-        task = asyncio.create_task(self._deliver_blob(fn, container, name))
-        self._blob_inflight.add(task)
-        task.add_done_callback(self._blob_inflight.discard)
-        return task
 
     async def _deliver_blob(self, fn: _Registered, container: str, name: str) -> None:
         if self._blob_slots is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -102,11 +101,3 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-@contextlib.contextmanager
-def local_stack(workdir: Path, **options: Any) -> Iterator[LocalStack]:
-    stack = LocalStack(workdir, **options)
-    try:
-        yield stack.start()
-    finally:
-        stack.stop()

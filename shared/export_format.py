@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import IO
 
 _EXPORT_NAME = re.compile(
     r"^(?P<day>\d{8})0000-TeleMessage_(?P<file>\d+)_(?P<zipped>\d{8,14})\.zip$", re.IGNORECASE)
@@ -233,7 +232,3 @@ def read_member(zf: zipfile.ZipFile, member: Member, limit: int) -> Iterator[byt
                 raise zipfile.BadZipFile(f"member expands beyond {limit} bytes (header lied)")
             yield chunk
 
-
-def open_zip(fileobj: IO[bytes]) -> zipfile.ZipFile:
-    """Opens the ZIP's central directory; raises zipfile.BadZipFile for a corrupt archive."""
-    return zipfile.ZipFile(fileobj)

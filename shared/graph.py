@@ -134,8 +134,6 @@ class GraphMailboxes:
         self._gate = gate
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
-        self.throttled = 0
-        self.requests = 0
 
     async def _call(self, mailbox: str | None, op: Callable[[], Awaitable[T]], *,
                     write: bool = False) -> T:
@@ -146,7 +144,6 @@ class GraphMailboxes:
         while True:
             started = time.monotonic()
             try:
-                self.requests += 1
                 if mailbox is None:
                     return await op()
                 async with self._gate.slot(mailbox):
@@ -161,7 +158,6 @@ class GraphMailboxes:
                                                                        Failure.TRANSIENT):
                 raise error
             if error.failure is Failure.THROTTLED:
-                self.throttled += 1
                 wait = error.retry_after or backoff_seconds(attempt, self._backoff_base)
                 graph_throttled.add(1)
                 graph_throttle_wait.record(wait)

@@ -31,9 +31,6 @@ class Outcome(StrEnum):
     FAILED = "failed"  # gave up after retries; the message is in the poison queue
 
 
-FINAL = frozenset(Outcome) - {Outcome.QUEUED}
-
-
 class MailboxOutcome(StrEnum):
     IMPORTED = "imported"
     DUPLICATE = "duplicate"

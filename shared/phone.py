@@ -34,9 +34,3 @@ def to_e164(raw: str) -> str | None:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
-
-def mask(e164: str | None) -> str:
-    """A number safe for logs: country code and last two digits only."""
-    if not e164:
-        return "-"
-    return e164[:3] + "*" * max(0, len(e164) - 5) + e164[-2:]

@@ -25,8 +25,6 @@ class MailboxGate:
         self._per_mailbox = per_mailbox
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._paused_until: dict[str, float] = {}
-        self.throttle_waits = 0
-        self.throttled_seconds = 0.0
 
     @asynccontextmanager
     async def slot(self, mailbox: str) -> AsyncIterator[None]:
@@ -42,9 +40,7 @@ class MailboxGate:
         until = time.monotonic() + max(0.0, seconds)
         if until > self._paused_until.get(mailbox, 0.0):
             self._paused_until[mailbox] = until
-        self.throttle_waits += 1
 
     async def _wait_if_paused(self, mailbox: str) -> None:
         while (remaining := self._paused_until.get(mailbox, 0.0) - time.monotonic()) > 0:
-            self.throttled_seconds += remaining
             await asyncio.sleep(remaining)

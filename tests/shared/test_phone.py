@@ -1,6 +1,6 @@
 import pytest
 
-from shared.phone import mask, to_e164
+from shared.phone import to_e164
 
 
 @pytest.mark.parametrize("raw", ["+44 7700 900123", "447700900123", "0044-7700-900123",
@@ -17,8 +17,3 @@ def test_israeli_mobile_in_telemessage_form() -> None:
 def test_invalid_numbers_give_none(raw: str) -> None:
     assert to_e164(raw) is None
 
-
-def test_mask_hides_all_but_country_code_and_last_two_digits() -> None:
-    masked = mask("+447700900123")
-    assert masked.startswith("+44") and masked.endswith("23")
-    assert "7700900" not in masked
