@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from msgraph.generated.models.message import Message
+
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Item
 from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
@@ -110,8 +112,10 @@ class MailboxWriter:
         if message_id is None and held.attempts > 1:  # an earlier attempt may have written it
             message_id = await self._graph.find_message(mailbox, folder, key)
         if message_id is None:
-            plan = plan_attachments(item, len(body_html(item).encode()) + 8192)
-            message_id = await self._create(item, mailbox, folder, plan.inline)
+            body = body_html(item)
+            plan = plan_attachments(item, len(body.encode()) + 8192)
+            message_id = await self._create(item, mailbox, folder,
+                                            render_message(item, plan.inline, body))
             missing = plan.separate
             if missing:  # remember the message before the slower attachment uploads
                 held = await self._run_io(self._ledger.record, mailbox, key,
@@ -147,12 +151,10 @@ class MailboxWriter:
                     raise RetryLater(f"item is being written by another worker: {conflict}")
                 await asyncio.sleep(0.5)
 
-    async def _create(self, item: Item, mailbox: str, folder: str,
-                      inline: list[Attachment]) -> str:
+    async def _create(self, item: Item, mailbox: str, folder: str, message: Message) -> str:
         for attempt in range(self._max_attempts):
             try:
-                return await self._graph.create_message(mailbox, folder,
-                                                        render_message(item, inline))
+                return await self._graph.create_message(mailbox, folder, message)
             except GraphError as error:
                 if error.failure is not Failure.UNKNOWN or attempt + 1 >= self._max_attempts:
                     raise

@@ -55,12 +55,14 @@ def recipient(person: Participant) -> Recipient:
     return Recipient(email_address=EmailAddress(name=name, address=address))
 
 
-def render_message(item: Item, inline: list[Attachment]) -> Message:
+def render_message(item: Item, inline: list[Attachment], body: str | None = None) -> Message:
+    """`body`: the item's `body_html`, when the caller already made it."""
     sender = recipient(item.sender)
     when = _iso(item.captured_at)
     return Message(
         subject=subject(item),
-        body=ItemBody(content_type=BodyType.Html, content=body_html(item)),
+        body=ItemBody(content_type=BodyType.Html,
+                      content=body if body is not None else body_html(item)),
         from_=sender,
         sender=sender,
         to_recipients=[recipient(p) for p in item.recipients],

@@ -107,37 +107,50 @@ def all_reports(state: StateStore, outcomes: OutcomeStore) -> list[ExportReport]
             for record in sorted(state.exports(), key=lambda r: r.name)]
 
 
+@dataclass
+class Totals:
+    """Several exports' reports added up (a day's ZIPs, or everything shown at once)."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    per_mailbox: dict[str, Counter[str]] = field(default_factory=dict)
+    unmapped: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def add_up(reports: list[ExportReport]) -> Totals:
+    totals = Totals()
+    for report in reports:
+        totals.outcomes.update(report.outcomes)
+        totals.unmapped.update(report.unmapped)
+        totals.reasons.update(report.quarantine_reasons)
+        for mailbox, counts in report.per_mailbox.items():
+            totals.per_mailbox.setdefault(mailbox, Counter()).update(counts)
+    return totals
+
+
 def render_summary(reports: list[ExportReport]) -> str:
     """A plain-text summary: per export, totals by outcome and per mailbox."""
     lines: list[str] = []
-    totals: Counter[str] = Counter()
-    mailboxes: dict[str, Counter[str]] = {}
+    totals = add_up(reports)
     columns = [o.value for o in Outcome if o is not Outcome.QUEUED] + ["queued"]
     lines.append(f"{'export':<52} {'manifest':>8} " + " ".join(f"{c:>11}" for c in columns)
                  + "  reconciled")
     for report in reports:
-        totals.update(report.outcomes)
-        for mailbox, counts in report.per_mailbox.items():
-            mailboxes.setdefault(mailbox, Counter()).update(counts)
         manifest = "-" if report.manifest_count is None else str(report.manifest_count)
         lines.append(f"{report.export[:52]:<52} {manifest:>8} "
                      + " ".join(f"{report.outcomes.get(c, 0):>11}" for c in columns)
                      + ("  yes" if report.reconciled else f"  NO: {report.discrepancy()}"))
-    lines.append(f"{'total':<52} {'':>8} " + " ".join(f"{totals.get(c, 0):>11}" for c in columns))
-    unmapped: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    for report in reports:
-        unmapped.update(report.unmapped)
-        reasons.update(report.quarantine_reasons)
-    if reasons:
+    lines.append(f"{'total':<52} {'':>8} "
+                 + " ".join(f"{totals.outcomes.get(c, 0):>11}" for c in columns))
+    if totals.reasons:
         lines.append("quarantined/failed by reason: " + ", ".join(
-            f"{r}={n}" for r, n in reasons.most_common()))
-    if unmapped:
+            f"{r}={n}" for r, n in totals.reasons.most_common()))
+    if totals.unmapped:
         lines.append("unmapped participants (fix the mapping CSV, then replay): " + ", ".join(
-            f"{p} x{n}" for p, n in unmapped.most_common(20)))
+            f"{p} x{n}" for p, n in totals.unmapped.most_common(20)))
     lines.append("")
     lines.append(f"{'mailbox':<44} {'imported':>9} {'duplicate':>9} {'no_mailbox':>10}")
-    for mailbox, counts in sorted(mailboxes.items()):
+    for mailbox, counts in sorted(totals.per_mailbox.items()):
         lines.append(f"{mailbox[:44]:<44} {counts.get('imported', 0):>9} "
                      f"{counts.get('duplicate', 0):>9} {counts.get('no_mailbox', 0):>10}")
     return "\n".join(lines)
@@ -192,18 +205,11 @@ def publish_reports(state: StateStore, outcomes: OutcomeStore, reports_container
 
 def daily_summary(day: str, reports: list[ExportReport]) -> dict[str, Any]:
     """One day across its ZIPs (a busy day spans several `TeleMessage_<file#>` exports)."""
-    outcomes: Counter[str] = Counter()
-    mailboxes: dict[str, Counter[str]] = {}
-    unmapped: Counter[str] = Counter()
-    for report in reports:
-        outcomes.update(report.outcomes)
-        unmapped.update(report.unmapped)
-        for mailbox, counts in report.per_mailbox.items():
-            mailboxes.setdefault(mailbox, Counter()).update(counts)
+    totals = add_up(reports)
     manifests = [r.manifest_count for r in reports]
     return {"day": day, "exports": sorted(r.export for r in reports),
             "manifest_count": None if None in manifests else sum(m or 0 for m in manifests),
-            "total": sum(outcomes.values()), "outcomes": dict(outcomes),
+            "total": sum(totals.outcomes.values()), "outcomes": dict(totals.outcomes),
             "reconciled": all(r.reconciled for r in reports),
-            "per_mailbox": {m: dict(c) for m, c in sorted(mailboxes.items())},
-            "unmapped": dict(unmapped.most_common())}
+            "per_mailbox": {m: dict(c) for m, c in sorted(totals.per_mailbox.items())},
+            "unmapped": dict(totals.unmapped.most_common())}
