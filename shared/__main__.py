@@ -130,17 +130,16 @@ def status_command(args: argparse.Namespace) -> int:
     from shared.clients import runtime
 
     rt = runtime()
-    depth = {name: int(rt.queue(name).get_queue_properties().approximate_message_count or 0)
-             for name in (rt.settings.items_queue, f"{rt.settings.items_queue}-poison")}
+    depths = rt.queue_depths()
     checkpoint = rt.state.checkpoint()
     fetch = rt.state.last_run("fetch") or {}
     print(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
     print(f"last fetch      {fetch.get('at', 'never')}: stored {fetch.get('stored', 0)}, "
           f"skipped {fetch.get('skipped', 0)}, "
           f"{'ERROR ' + fetch['error'] if fetch.get('error') else 'ok'}")
-    for name, count in depth.items():
-        print(f"queue {name:<24} {count}")
-    poisoned = depth[f"{rt.settings.items_queue}-poison"]
+    print(f"queue {rt.settings.items_queue:<24} {depths['items']}")
+    print(f"queue {rt.settings.items_queue + '-poison':<24} {depths['poison']}")
+    poisoned = depths["poison"]
     if poisoned:
         print("poison queue not empty: fix the cause, then `python -m shared replay poison`")
     return 1 if poisoned or fetch.get("error") else 0

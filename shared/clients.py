@@ -72,10 +72,10 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.io_pool = ThreadPoolExecutor(32, thread_name_prefix="storage")
-        transport = _storage_transport()
-        self.blob_service = _blob_service(settings, transport)
-        self.table_service = _table_service(settings, transport)
-        self.items_queue = _queue(settings, settings.items_queue, transport)
+        self._transport = _storage_transport()
+        self.blob_service = _blob_service(settings, self._transport)
+        self.table_service = _table_service(settings, self._transport)
+        self.items_queue = _queue(settings, settings.items_queue, self._transport)
         self.state = StateStore(self.table(settings.state_table))
         self.outcomes = OutcomeStore(self.table(settings.outcomes_table))
         self.ledger = Ledger(self.table(settings.ledger_table))
@@ -86,7 +86,14 @@ class Runtime:
         return self.table_service.get_table_client(name)
 
     def queue(self, name: str) -> QueueClient:
-        return _queue(self.settings, name, _storage_transport())
+        return _queue(self.settings, name, self._transport)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Approximate message counts of the items queue and its poison queue."""
+        names = {"items": self.settings.items_queue,
+                 "poison": f"{self.settings.items_queue}-poison"}
+        return {key: int(self.queue(name).get_queue_properties().approximate_message_count or 0)
+                for key, name in names.items()}
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -60,9 +60,7 @@ async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
 
 def publish_reports_now(rt: Runtime) -> list[dict[str, Any]]:
     """The `reconcile` timer: reports of recent exports, and the queue depths to alert on."""
-    depths = {name: int(rt.queue(queue).get_queue_properties().approximate_message_count or 0)
-              for name, queue in (("items", rt.settings.items_queue),
-                                  ("poison", f"{rt.settings.items_queue}-poison"))}
+    depths = rt.queue_depths()
     event(log, "queue depth", logging.ERROR if depths["poison"] else logging.INFO, **depths)
     reports = rt.blob_service.get_container_client(rt.settings.reports_container)
     return publish_reports(rt.state, rt.outcomes, reports, datetime.now(UTC),

@@ -105,10 +105,10 @@ class Replayer:
     def poison(self, dry_run: bool = False) -> ReplayResult:
         """Move every message of `<items>-poison` back onto the items queue."""
         result = ReplayResult("poison", dry_run)
-        poison = self._rt.queue(f"{self._rt.settings.items_queue}-poison")
         if dry_run:
-            result.items = int(poison.get_queue_properties().approximate_message_count or 0)
+            result.items = self._rt.queue_depths()["poison"]
             return result
+        poison = self._rt.queue(f"{self._rt.settings.items_queue}-poison")
         while True:
             batch = list(poison.receive_messages(max_messages=32, messages_per_page=32,
                                                  visibility_timeout=300))
