@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -39,21 +40,21 @@ def _web_response(response: SimResponse) -> web.Response:
     return web.Response(status=response.status, body=body, headers=headers)
 
 
-def api_app(service: GraphService) -> web.Application:
-    """The Graph v1.0 listener: every path goes through `service.handle`."""
+def _catch_all(handler: Callable[[SimRequest], Awaitable[SimResponse]]) -> web.Application:
+    """A listener sending every path to `handler`."""
     async def handle(request: web.Request) -> web.Response:
-        return _web_response(await service.handle(await _sim_request(request)))
+        return _web_response(await handler(await _sim_request(request)))
 
     app = web.Application(client_max_size=CLIENT_MAX_SIZE)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
+
+
+def api_app(service: GraphService) -> web.Application:
+    """The Graph v1.0 listener: every path goes through `service.handle`."""
+    return _catch_all(service.handle)
 
 
 def upload_app(service: GraphService) -> web.Application:
     """The listener of pre-authenticated upload URLs: every path goes to `handle_upload`."""
-    async def handle(request: web.Request) -> web.Response:
-        return _web_response(await service.handle_upload(await _sim_request(request)))
-
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    return _catch_all(service.handle_upload)
