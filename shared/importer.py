@@ -39,7 +39,7 @@ class Importer:
     mapper: Mapper
     writer: MailboxWriter
     max_item_bytes: int
-    run_io: Callable[..., Awaitable[object]]
+    run_io: Callable[..., Awaitable[Any]]
 
     async def import_message(self, body: str) -> ItemOutcome:
         try:
@@ -71,11 +71,10 @@ class Importer:
             return outcome(Outcome.OVERSIZE, reason="oversize",
                            detail=f"EML is {message.size} bytes; limit {self.max_item_bytes}")
         try:
-            data = await self.run_io(self._download, message.blob)
+            data: bytes = await self.run_io(self._download, message.blob)
         except ResourceNotFoundError:
             return outcome(Outcome.QUARANTINED, reason="item_blob_missing",
                            detail=f"item blob {message.blob} not found; split the export again")
-        assert isinstance(data, bytes)
         try:
             item = parse_eml(data)
         except InvalidItem as invalid:
