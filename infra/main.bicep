@@ -96,6 +96,19 @@ param mappingRefreshSeconds int = 60
 param directoryCacheSeconds int = 3600
 
 @minValue(1)
+@description('First delay (seconds) before an item whose import failed is tried again; doubled per attempt.')
+param retryBaseSeconds int = 30
+
+@minValue(1)
+@maxValue(604800)
+@description('Longest delay (seconds) between two attempts of an item (a queue message waits at most 7 days).')
+param retryMaxDelaySeconds int = 3600
+
+@minValue(0)
+@description('How long (seconds) after its first failure an item keeps being retried before it is failed and put in items-poison.')
+param retryHorizonSeconds int = 86400
+
+@minValue(1)
 @maxValue(4)
 param graphMaxConcurrencyPerMailbox int = 4
 
@@ -323,6 +336,9 @@ module functionApp 'app/function.bicep' = {
     ledgerTableName: names.ledgerTable
     outcomesTableName: names.outcomesTable
     directoryCacheSeconds: directoryCacheSeconds
+    retryBaseSeconds: retryBaseSeconds
+    retryMaxDelaySeconds: retryMaxDelaySeconds
+    retryHorizonSeconds: retryHorizonSeconds
     graphMaxConcurrencyPerMailbox: graphMaxConcurrencyPerMailbox
     reportSchedule: reportSchedule
     reportGraceMinutes: reportGraceMinutes

@@ -1,4 +1,4 @@
-"""Admin commands: inspect, mapping validate/upload, report, status, replay.
+"""Admin commands: inspect, mapping validate/upload, report, status, replay, ledger rebuild.
 
 `python -m shared --help` lists them; each has its own --help."""
 
@@ -145,6 +145,49 @@ def status_command(args: argparse.Namespace) -> int:
     return 1 if poisoned or fetch.get("error") else 0
 
 
+def ledger_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import httpx
+
+    from shared.clients import graph_client, runtime
+    from shared.graph import GraphMailboxes
+    from shared.ledger_rebuild import LedgerRebuilder
+    from shared.mapping_store import MappingStore
+    from shared.throttle import MailboxGate
+
+    rt = runtime()
+    s = rt.settings
+    mailboxes = set(args.mailbox or [])
+    if not mailboxes:  # every mailbox the mapping names or an outcome lists
+        mailboxes |= set(MappingStore(rt.blob_service, s.mapping_blob).current()
+                         .by_phone.values())
+        for record in rt.state.exports():
+            for outcome in rt.outcomes.for_export(record.name):
+                mailboxes |= {m for m, result in outcome.mailboxes.items()
+                              if result in ("imported", "duplicate", "failed")}
+
+    async def rebuild() -> list[dict[str, object]]:
+        async with httpx.AsyncClient(timeout=120.0) as uploads:
+            graph = GraphMailboxes(graph_client(s), uploads,
+                                   MailboxGate(s.graph_max_concurrency_per_mailbox))
+            rebuilder = LedgerRebuilder(graph, rt.ledger, rt.run_io, s.archive_folder_name,
+                                        progress)
+            return [r.to_json() for r in await rebuilder.run(mailboxes)]
+
+    results = asyncio.run(rebuild())
+    if args.json:
+        print(json.dumps(results, indent=2))
+    for r in results:
+        print(f"{r['mailbox']}: {r['messages']} message(s), {r['restored']} restored, "
+              f"{r['known']} already known" + (f", {r['duplicates']} duplicate(s) in the "
+                                               "mailbox" if r["duplicates"] else "")
+              + (f"; ERROR {r['error']}" if r["error"] else ""), file=sys.stderr)
+    print(f"restored {sum(int(str(r['restored'])) for r in results)} ledger row(s) from "
+          f"{len(results)} mailbox(es)", file=sys.stderr)
+    return 1 if any(r["error"] for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     outcomes_parser.add_argument("--exports", nargs="*")
     what.add_parser("poison", help="move the poison queue back onto the items queue")
     replay_parser.set_defaults(run=replay_command)
+    ledger_parser = commands.add_parser("ledger", help="rebuild the exactly-once ledger from "
+                                        "the mailboxes (after it was lost)")
+    ledger_action = ledger_parser.add_subparsers(dest="action", required=True)
+    rebuild_parser = ledger_action.add_parser(
+        "rebuild", help="restore ledger rows from the archive-key property of the messages in "
+        "each mapped mailbox's archive folder")
+    rebuild_parser.add_argument("--mailbox", action="extend", nargs="+", metavar="UPN",
+                                help="only these mailboxes; default: every mailbox "
+                                "the mapping CSV names or an outcome lists")
+    rebuild_parser.add_argument("--json", action="store_true")
+    ledger_parser.set_defaults(run=ledger_command)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -127,8 +127,8 @@ class Runtime:
         mappings = MappingStore(self.blob_service, s.mapping_blob, s.mapping_refresh_seconds)
         mapper = Mapper(mappings.current, Directory(graph.get_user, s.directory_cache_seconds),
                         s.auto_mapping)
-        writer = MailboxWriter(graph, FolderCache(graph, s.archive_folder_name), self.ledger,
-                               self.run_io)
+        folders = FolderCache(graph, s.archive_folder_name, s.directory_cache_seconds)
+        writer = MailboxWriter(graph, folders, self.ledger, self.run_io)
         return Importer(self.blob_service.get_container_client(s.items_container),
                         self.blob_service.get_container_client(s.quarantine_container),
                         self.outcomes, mapper, writer, s.max_item_bytes, self.run_io)

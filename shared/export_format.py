@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+# TeleMessage documents the `YYYYMMDD0000` prefix and the file number; <TimeZipped> is not
+# documented, so any value is accepted and read as a time only when it looks like one.
 _EXPORT_NAME = re.compile(
-    r"^(?P<day>\d{8})0000-TeleMessage_(?P<file>\d+)_(?P<zipped>\d{8,14})\.zip$", re.IGNORECASE)
+    r"^(?P<day>\d{8})0000-TeleMessage_(?P<file>\d+)_(?P<zipped>[^/]*?)\.zip$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,12 @@ def parse_export_name(name: str) -> ExportName:
         return ExportName(None, None, None)
     zipped_raw = match.group("zipped")
     zipped = None
-    for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
+    formats = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 8: "%Y%m%d"}
+    if zipped_raw.isdigit() and len(zipped_raw) in formats and zipped_raw[:2] == "20":
         try:
-            zipped = datetime.strptime(zipped_raw, fmt).replace(tzinfo=UTC)
-            break
+            zipped = datetime.strptime(zipped_raw, formats[len(zipped_raw)]).replace(tzinfo=UTC)
         except ValueError:
-            continue
+            zipped = None
     return ExportName(day, int(match.group("file")), zipped)
 
 

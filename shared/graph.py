@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
 from msgraph import GraphServiceClient
 from msgraph.generated.models.attachment_item import AttachmentItem
 from msgraph.generated.models.attachment_type import AttachmentType
@@ -230,6 +231,37 @@ class GraphMailboxes:
                                     request_configuration=config))
         found = [m.id for m in (page.value if page and page.value else []) if m.id]
         return found[0] if found else None
+
+    async def archived_keys(self, mailbox: str, folder_id: str, page_size: int = 250
+                            ) -> AsyncIterator[list[tuple[str, str]]]:
+        """Every message of the folder as (archive key, message id), a page at a time: only
+        the id and the one named property are asked for, and each page goes through the
+        mailbox's gate (a message without the property is not ours and is skipped)."""
+        query = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
+            select=["id"], top=page_size,
+            expand=[f"singleValueExtendedProperties($filter=id eq '{ARCHIVE_KEY_PROPERTY}')"])
+        builder = (self._client.users.by_user_id(mailbox).mail_folders
+                   .by_mail_folder_id(folder_id).messages)
+        request = builder.to_get_request_information(RequestConfiguration(
+            query_parameters=query))
+        while True:
+            async def send(request: RequestInformation = request) -> bytes:
+                raw: object = await self._client.request_adapter.send_primitive_async(  # type: ignore[func-returns-value]
+                    request, "bytes", {"XXX": ODataError})
+                return raw if isinstance(raw, bytes) else b""
+
+            page = json.loads(await self._call(mailbox, send) or b"{}")
+            found = []
+            for message in page.get("value") or []:
+                for prop in message.get("singleValueExtendedProperties") or []:
+                    if str(prop.get("id", "")).lower() == ARCHIVE_KEY_PROPERTY.lower() \
+                            and prop.get("value") and message.get("id"):
+                        found.append((str(prop["value"]), str(message["id"])))
+            yield found
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            request = builder.with_url(next_link).to_get_request_information()
 
     async def create_message(self, mailbox: str, folder_id: str, message: Message) -> str:
         builder = (self._client.users.by_user_id(mailbox).mail_folders

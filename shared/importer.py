@@ -23,9 +23,22 @@ from shared.mailbox_writer import MailboxWriter, RetryLater
 from shared.mapping import Mapper
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, MailboxOutcome, Outcome, OutcomeStore
+from shared.storage_retry import retry_connection
 from shared.telemetry import digest, event, item_trace_context, items_outcome, tracer
 
 log = logging.getLogger(__name__)
+
+
+class ImportIncomplete(RetryLater):
+    """Some mailboxes are not written yet; what is known so far goes into the outcome
+    recorded while the item waits for its next attempt (or into `failed`, at the end)."""
+
+    def __init__(self, detail: str, archive_key: str, kind: str,
+                 mailboxes: dict[str, str]) -> None:
+        super().__init__(detail)
+        self.archive_key = archive_key
+        self.kind = kind
+        self.mailboxes = mailboxes
 
 # An EML this much larger than the limit cannot hold an item under it (base64 is 4/3).
 RAW_OVERSIZE_FACTOR = 1.4
@@ -41,7 +54,7 @@ class Importer:
     max_item_bytes: int
     run_io: Callable[..., Awaitable[Any]]
 
-    async def import_message(self, body: str) -> ItemOutcome:
+    async def import_message(self, body: str, dequeue_count: int = 1) -> ItemOutcome:
         try:
             message = ItemMessage.from_json(body)
         except ValueError as exc:
@@ -52,7 +65,7 @@ class Importer:
         with tracer.start_as_current_span("import item", context=item_trace_context(
                 message.trace), attributes={"export": message.export,
                                              "member": digest(message.member)}) as span:
-            outcome = await self._import(message)
+            outcome = await self._import(message, dequeue_count)
             await self.run_io(self.outcomes.record, outcome)
             span.set_attribute("outcome", outcome.outcome.value)
             span.set_attribute("archive_key", digest(outcome.archive_key))
@@ -62,7 +75,7 @@ class Importer:
               mailboxes=len(outcome.mailboxes))
         return outcome
 
-    async def _import(self, message: ItemMessage) -> ItemOutcome:
+    async def _import(self, message: ItemMessage, dequeue_count: int) -> ItemOutcome:
         def outcome(result: Outcome, **fields: Any) -> ItemOutcome:
             return ItemOutcome(message.export, message.member, result, size=message.size,
                                **fields)
@@ -96,7 +109,8 @@ class Importer:
                            kind=item.kind.value, unmapped=unmapped,
                            detail="no participant maps to a Microsoft 365 user")
         per_mailbox, refusals = await self._write_all(
-            item, [(t.mailbox, t.upn) for t in resolution.targets])
+            item, [(t.mailbox, t.upn) for t in resolution.targets], message.owner,
+            message.delivery(dequeue_count))
         combined = ItemOutcome.combine(per_mailbox)
         # A user found in the directory without a usable mailbox is something to fix too.
         unmapped += [f"{upn} (no mailbox)" for upn, result in per_mailbox.items()
@@ -107,27 +121,36 @@ class Importer:
                        unmapped=unmapped, reason=reason.get(combined, ""),
                        detail="; ".join(refusals))
 
-    async def _write_all(self, item: Item, targets: list[tuple[str, str]]
-                         ) -> tuple[dict[str, MailboxOutcome], list[str]]:
+    async def _write_all(self, item: Item, targets: list[tuple[str, str]], owner: str,
+                         delivery: int) -> tuple[dict[str, MailboxOutcome], list[str]]:
         """Per mailbox: imported, duplicate, no mailbox, or refused by Graph (a permanent
         400-class answer, recorded with its code). Anything transient raises, so the message
-        comes back; mailboxes already written are in the ledger and the retry skips them."""
-        results = await asyncio.gather(*(self.writer.write(item, mailbox)
+        comes back; mailboxes already written are in the ledger under this item's owner, so
+        the retry skips them and still reports them `imported`."""
+        results = await asyncio.gather(*(self.writer.write(item, mailbox, owner, delivery)
                                          for mailbox, _ in targets), return_exceptions=True)
         per_mailbox: dict[str, MailboxOutcome] = {}
         refusals: list[str] = []
+        pending: list[str] = []
+        first: BaseException | None = None
         for (_, upn), result in zip(targets, results, strict=True):
             if isinstance(result, GraphError) and result.failure is Failure.REJECTED:
                 per_mailbox[upn] = MailboxOutcome.REJECTED
                 refusals.append(f"{upn}: HTTP {result.status} {result.code}")
             elif isinstance(result, BaseException):
-                raise RetryLater(f"{type(result).__name__}: {result}") from result
+                pending.append(upn)
+                first = first or result
             else:
                 per_mailbox[upn] = result
+        if first is not None:
+            mailboxes = {upn: value.value for upn, value in per_mailbox.items()}
+            mailboxes |= {upn: MailboxOutcome.FAILED.value for upn in pending}
+            raise ImportIncomplete(f"{type(first).__name__}: {first}", item.archive_key,
+                                   item.kind.value, mailboxes) from first
         return per_mailbox, refusals
 
     def _keep(self, blob: str, data: bytes) -> None:
-        self.quarantine.upload_blob(blob, data, overwrite=True)
+        retry_connection(self.quarantine.upload_blob, blob, data, overwrite=True)
 
     def _download(self, blob: str) -> bytes:
         return self.items.get_blob_client(blob).download_blob().readall()

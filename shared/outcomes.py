@@ -17,6 +17,7 @@ from typing import Any
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage_retry import retry_connection
 from shared.tables import hashed_key, safe_key
 from shared.throttle import backoff_seconds
 
@@ -36,6 +37,7 @@ class MailboxOutcome(StrEnum):
     DUPLICATE = "duplicate"
     NO_MAILBOX = "no_mailbox"  # the user exists but has no usable mailbox
     REJECTED = "rejected"  # Graph refused the item itself (a permanent 400-class answer)
+    FAILED = "failed"  # not written yet: transient failures (retrying, or given up)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ItemOutcome:
     mailboxes: dict[str, str] = field(default_factory=dict)  # mailbox UPN -> MailboxOutcome
     unmapped: list[str] = field(default_factory=list)  # participant numbers/addresses
     updated: float = 0.0
+    retry_until: float = 0.0  # a `queued` item retrying after failures, until then
 
     @staticmethod
     def combine(per_mailbox: dict[str, MailboxOutcome]) -> Outcome:
@@ -69,7 +72,7 @@ class OutcomeStore:
         self._table = table
 
     def record(self, outcome: ItemOutcome) -> None:
-        self._table.upsert_entity(_entity(outcome), mode=UpdateMode.REPLACE)
+        retry_connection(self._table.upsert_entity, _entity(outcome), mode=UpdateMode.REPLACE)
 
     def record_many(self, outcomes: Iterable[ItemOutcome]) -> None:
         """Batched: one Table transaction per 100 rows of the same export."""
@@ -116,6 +119,7 @@ def _entity(outcome: ItemOutcome) -> dict[str, Any]:
         "mailboxes": json.dumps(outcome.mailboxes, sort_keys=True),
         "unmapped": json.dumps(outcome.unmapped[:200]),
         "updated": time.time(),
+        "retry_until": outcome.retry_until,
     }
 
 
@@ -126,4 +130,5 @@ def _from_entity(entity: dict[str, Any]) -> ItemOutcome:
         size=int(entity.get("size", 0)), archive_key=entity.get("archive_key", ""),
         kind=entity.get("kind", ""), mailboxes=json.loads(entity.get("mailboxes") or "{}"),
         unmapped=json.loads(entity.get("unmapped") or "[]"),
-        updated=float(entity.get("updated", 0)))
+        updated=float(entity.get("updated", 0)),
+        retry_until=float(entity.get("retry_until", 0)))

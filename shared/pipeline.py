@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
 from shared.clients import Runtime
 from shared.fetch import FetchResult
+from shared.importer import ImportIncomplete
 from shared.mailbox_writer import RetryLater
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, Outcome
 from shared.replay import Replayer, ReplayResult
 from shared.reports import publish_reports
+from shared.retry_policy import RetryPolicy
 from shared.split import SplitResult
-from shared.telemetry import event, queue_age
+from shared.storage_retry import retry_connection
+from shared.telemetry import digest, event, queue_age
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +39,85 @@ def split_export_blob(rt: Runtime, blob: BlobClient) -> SplitResult:
 
 async def import_queue_message(rt: Runtime, body: str, dequeue_count: int,
                                inserted_on: datetime | None = None) -> ItemOutcome:
-    """Raises to have the message retried; on its last delivery records `failed` first, so
-    the report shows the item as failed (and in the poison queue) rather than pending."""
+    """A failed delivery re-queues the item with a growing delay (shared.retry_policy) and
+    returns, so an outage heals without an admin; past the retry horizon the item is recorded
+    `failed` and moved to the poison queue. Raises (the queue's own retries) only when even
+    that could not be done, recording `failed` first on the last delivery."""
     if inserted_on is not None:
         aware = inserted_on if inserted_on.tzinfo else inserted_on.replace(tzinfo=UTC)
         queue_age.record((datetime.now(UTC) - aware).total_seconds())
     try:
-        return await rt.importer().import_message(body)
+        return await rt.importer().import_message(body, dequeue_count)
     except Exception as exc:
-        if dequeue_count >= rt.settings.max_dequeue_count:
-            await _record_failure(rt, body, exc)
         if not isinstance(exc, RetryLater):
             log.exception("import attempt failed", extra={"dequeue_count": dequeue_count})
+        handled = await _retry_later(rt, body, exc)
+        if handled is not None:
+            return handled
+        if dequeue_count >= rt.settings.max_dequeue_count:
+            await _record_failure(rt, body, exc)
         raise
+
+
+async def _retry_later(rt: Runtime, body: str, exc: Exception) -> ItemOutcome | None:
+    """Re-queues the item for later, or past its horizon records it failed and poisons it;
+    None when the queue could not be written (the host's redelivery is the fallback)."""
+    try:
+        message = ItemMessage.from_json(body)
+    except ValueError:
+        return None
+    s = rt.settings
+    policy = RetryPolicy(s.retry_base_seconds, s.retry_max_delay_seconds,
+                         s.retry_horizon_seconds)
+    step = policy.next(message, time.time())
+    error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    try:
+        if step is None:
+            failed = _outcome(message, exc, Outcome.FAILED, reason="retries_exhausted",
+                              detail=f"{error}; in the poison queue, replay it")
+            await rt.run_io(rt.outcomes.record, failed)
+            await rt.run_io(_send_poison, rt, body)
+            event(log, "item retries exhausted", logging.ERROR, export=message.export,
+                  archive_key=digest(failed.archive_key), attempts=message.attempt + 1)
+            return failed
+        retry, delay = step
+        await rt.run_io(functools.partial(retry_connection, rt.items_queue.send_message,
+                                          retry.to_json(), visibility_timeout=delay))
+    except Exception:  # noqa: BLE001 - storage down too: the queue's own retries remain
+        log.warning("could not re-queue the item; the queue will deliver it again",
+                    exc_info=True)
+        return None
+    until = datetime.fromtimestamp(retry.retry_until, UTC).isoformat(timespec="seconds")
+    waiting = _outcome(message, exc, Outcome.QUEUED, reason="retrying",
+                       detail=f"retrying until {until} (attempt {retry.attempt}, next in "
+                              f"{delay}s): {error}", retry_until=retry.retry_until)
+    try:
+        await rt.run_io(rt.outcomes.record, waiting)
+    except Exception:  # noqa: BLE001 - the next attempt records its outcome anyway
+        log.warning("could not record the retrying state", exc_info=True)
+    event(log, "item retrying", logging.WARNING, export=message.export,
+          archive_key=digest(waiting.archive_key), attempt=retry.attempt, delay=delay)
+    return waiting
+
+
+def _outcome(message: ItemMessage, exc: Exception, outcome: Outcome, **fields: Any
+             ) -> ItemOutcome:
+    """Keeps what is known: the archive key and the mailboxes already written."""
+    known: dict[str, Any] = {}
+    if isinstance(exc, ImportIncomplete):
+        known = {"archive_key": exc.archive_key, "kind": exc.kind, "mailboxes": exc.mailboxes}
+    return ItemOutcome(message.export, message.member, outcome, size=message.size,
+                       **known, **fields)
+
+
+def _send_poison(rt: Runtime, body: str) -> None:
+    poison = rt.queue(f"{rt.settings.items_queue}-poison")
+    try:
+        retry_connection(poison.send_message, body)
+    except ResourceNotFoundError:
+        with contextlib.suppress(ResourceExistsError):
+            poison.create_queue()
+        retry_connection(poison.send_message, body)
 
 
 async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
@@ -52,10 +125,9 @@ async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
         message = ItemMessage.from_json(body)
     except ValueError:
         return
-    await rt.run_io(rt.outcomes.record, ItemOutcome(
-        message.export, message.member, Outcome.FAILED, reason="retries_exhausted",
-        detail=f"{type(exc).__name__}: {str(exc)[:300]}; in the poison queue, replay it",
-        size=message.size))
+    await rt.run_io(rt.outcomes.record, _outcome(
+        message, exc, Outcome.FAILED, reason="retries_exhausted",
+        detail=f"{type(exc).__name__}: {str(exc)[:300]}; in the poison queue, replay it"))
 
 
 def publish_reports_now(rt: Runtime) -> list[dict[str, Any]]:

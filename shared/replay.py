@@ -15,7 +15,7 @@ from datetime import date
 
 from shared.clients import Runtime
 from shared.export_format import parse_export_name
-from shared.messages import ItemMessage, item_blob_name
+from shared.messages import ItemMessage, item_blob_name, new_run
 from shared.outcomes import ItemOutcome, Outcome
 from shared.telemetry import event
 
@@ -125,6 +125,7 @@ class Replayer:
     def _queue_items(self, export: str, members: list[str], dry_run: bool,
                      result: ReplayResult) -> int:
         queued = 0
+        run = new_run()
         for member in members:
             blob = self._items.get_blob_client(item_blob_name(export, member))
             if not blob.exists():
@@ -134,7 +135,8 @@ class Replayer:
                 size = int(blob.get_blob_properties().size)
                 self._rt.outcomes.record(ItemOutcome(export, member, Outcome.QUEUED, size=size))
                 self._rt.items_queue.send_message(ItemMessage(
-                    export=export, member=member, blob=blob.blob_name, size=size).to_json())
+                    export=export, member=member, blob=blob.blob_name, size=size,
+                    run=run).to_json())
             queued += 1
         result.items += queued
         return queued

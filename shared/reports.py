@@ -47,12 +47,20 @@ class ExportReport:
             return False
         return self.manifest_count is None or self.manifest_count == self.total
 
+    def retrying_until(self, now: datetime) -> datetime | None:
+        """The latest time an item of this export is retrying until (None: none retrying)."""
+        stamps = [i.retry_until for i in self.items
+                  if i.outcome is Outcome.QUEUED and i.retry_until > now.timestamp()]
+        return datetime.fromtimestamp(max(stamps), UTC) if stamps else None
+
     def discrepancy(self) -> str:
         if self.error:
             return self.error
         parts = []
         if self.pending:
-            parts.append(f"{self.pending} item(s) still pending")
+            retrying = sum(1 for i in self.items if i.outcome is Outcome.QUEUED and i.retry_until)
+            parts.append(f"{self.pending} item(s) still pending"
+                         + (f", {retrying} of them retrying after failures" if retrying else ""))
         if self.manifest_count is not None and self.manifest_count != self.total:
             parts.append(f"manifest counts {self.manifest_count}, outcomes sum to {self.total} "
                          f"({self.total - self.manifest_count:+d})")
@@ -80,6 +88,9 @@ class ExportReport:
             "items": [{"member": i.member, "outcome": i.outcome.value, "reason": i.reason,
                        "detail": i.detail, "size": i.size, "archive_key": i.archive_key,
                        "kind": i.kind, "mailboxes": i.mailboxes, "unmapped": i.unmapped}
+                      | ({"retrying_until": datetime.fromtimestamp(i.retry_until, UTC)
+                          .isoformat(timespec="seconds")}
+                         if i.outcome is Outcome.QUEUED and i.retry_until else {})
                       for i in sorted(self.items, key=lambda i: i.member)],
         }
 
@@ -158,11 +169,14 @@ def render_summary(reports: list[ExportReport]) -> str:
 
 def report_status(report: ExportReport, split_at: str, now: datetime,
                   grace: timedelta) -> str:
-    """complete, in_progress (items pending within the grace period), or unreconciled."""
+    """complete, in_progress (items pending within the grace period, or retrying within
+    their retry horizon), or unreconciled."""
     if report.reconciled:
         return "complete"
     if report.error:
         return "unreconciled"
+    if report.pending and report.retrying_until(now) is not None:
+        return "in_progress"
     try:
         started = datetime.fromisoformat(split_at)
     except ValueError:
@@ -188,6 +202,11 @@ def publish_reports(state: StateStore, outcomes: OutcomeStore, reports_container
         status = report_status(report, record.split_at, now, grace)
         document = report.to_json() | {"status": status, "split_at": record.split_at,
                                        "generated_at": now.isoformat()}
+        retrying = report.retrying_until(now)
+        if status == "in_progress" and retrying is not None:
+            document["status_detail"] = (f"retrying until {retrying.isoformat(timespec='seconds')}"
+                                         " (items that failed transiently are retried with "
+                                         "growing delays)")
         reports_container.upload_blob(f"exports/{record.name}.json",
                                       json.dumps(document, indent=1, ensure_ascii=False),
                                       overwrite=True)

@@ -59,6 +59,9 @@ class Settings:
     report_grace_minutes: int = 60
     quarantine_container: str = "quarantine"
     mapping_refresh_seconds: int = 60
+    retry_base_seconds: int = 30  # first re-queue delay after a failed delivery; then doubled
+    retry_max_delay_seconds: int = 3600
+    retry_horizon_seconds: int = 24 * 3600  # after the first failure; then failed + poison
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +106,10 @@ class Settings:
             quarantine_container=env.get("QUARANTINE_CONTAINER", cls.quarantine_container),
             mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
                                          cls.mapping_refresh_seconds),
+            retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", cls.retry_base_seconds),
+            retry_max_delay_seconds=_int(env, "RETRY_MAX_DELAY_SECONDS",
+                                         cls.retry_max_delay_seconds),
+            retry_horizon_seconds=_int(env, "RETRY_HORIZON_SECONDS", cls.retry_horizon_seconds),
         ).validated()
 
     def require_telemessage(self) -> Settings:
@@ -123,6 +130,11 @@ class Settings:
                 raise SettingsError("GRAPH_STATIC_TOKEN is required with static_token")
         if self.max_item_bytes <= 0:
             raise SettingsError("MAX_ITEM_BYTES must be positive")
+        if not 1 <= self.retry_base_seconds <= self.retry_max_delay_seconds <= 7 * 24 * 3600:
+            raise SettingsError("need 1 <= RETRY_BASE_SECONDS <= RETRY_MAX_DELAY_SECONDS <= "
+                                "604800 (a queue message's longest delay)")
+        if self.retry_horizon_seconds < 0:
+            raise SettingsError("RETRY_HORIZON_SECONDS must not be negative")
         if not 1 <= self.graph_max_concurrency_per_mailbox <= 4:
             raise SettingsError("GRAPH_MAX_CONCURRENCY_PER_MAILBOX must be 1..4 (Graph's limit)")
         return self

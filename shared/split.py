@@ -28,7 +28,7 @@ from shared.export_format import (
     parse_export_name,
     read_member,
 )
-from shared.messages import ItemMessage, item_blob_name
+from shared.messages import ItemMessage, item_blob_name, new_run
 from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
 from shared.state import ExportRecord, StateStore
 from shared.telemetry import begin_item_trace
@@ -64,8 +64,10 @@ class Splitter:
         self._state = state
         self._limits = limits
         self._workers = workers
+        self._run = new_run()
 
     def split(self, export: str, blob: BlobClient) -> SplitResult:
+        self._run = new_run()  # this split's items are new writers, not an earlier run's
         name_info = parse_export_name(export)
         day = name_info.day.isoformat() if name_info.day else None
         try:
@@ -154,7 +156,7 @@ class Splitter:
             self._items.upload_blob(name, extracted.data, overwrite=True)
         self._queue.send_message(ItemMessage(
             export=export, member=extracted.member.name, blob=name, size=extracted.member.size,
-            trace=begin_item_trace(export, extracted.member.name)).to_json())
+            trace=begin_item_trace(export, extracted.member.name), run=self._run).to_json())
 
 
 class _InFlight:

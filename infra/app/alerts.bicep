@@ -50,7 +50,8 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 // A message reached maxDequeueCount and sits in `items-poison` (or an export event in
 // `webjobs-blobtrigger-poison`) until someone replays it. Storage exposes no per-queue metrics,
 // so the moment of poisoning is detected in the logs: the host's warning, or the connector's
-// own "import attempt failed" on the last delivery.
+// own "import attempt failed" on the last delivery, or its "item retries exhausted" when an
+// item's retry horizon (RETRY_HORIZON_SECONDS) ends and it moves the message itself.
 resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: 'poison-queue-not-empty'
   location: location
@@ -69,7 +70,7 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     criteria: {
       allOf: [
         {
-          query: 'traces | where (message has "MaxDequeueCount" and message contains "poison") or (message == "import attempt failed" and toint(customDimensions.dequeue_count) >= ${maxDequeueCount}) | project timestamp, message, cloud_RoleInstance'
+          query: 'traces | where (message has "MaxDequeueCount" and message contains "poison") or (message == "import attempt failed" and toint(customDimensions.dequeue_count) >= ${maxDequeueCount}) or message == "item retries exhausted" | project timestamp, message, cloud_RoleInstance'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -45,6 +45,9 @@ param stateTableName string
 param ledgerTableName string
 param outcomesTableName string
 param directoryCacheSeconds int
+param retryBaseSeconds int
+param retryMaxDelaySeconds int
+param retryHorizonSeconds int
 param graphMaxConcurrencyPerMailbox int
 param reportSchedule string
 param reportGraceMinutes int
@@ -181,6 +184,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AUTO_MAPPING: autoMapping ? 'true' : 'false'
     MAPPING_REFRESH_SECONDS: string(mappingRefreshSeconds)
     DIRECTORY_CACHE_SECONDS: string(directoryCacheSeconds)
+    RETRY_BASE_SECONDS: string(retryBaseSeconds)
+    RETRY_MAX_DELAY_SECONDS: string(retryMaxDelaySeconds)
+    RETRY_HORIZON_SECONDS: string(retryHorizonSeconds)
     GRAPH_MAX_CONCURRENCY_PER_MAILBOX: string(graphMaxConcurrencyPerMailbox)
     MAX_DEQUEUE_COUNT: string(maxDequeueCount)
     REPORT_SCHEDULE: reportSchedule

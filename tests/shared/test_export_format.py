@@ -34,7 +34,26 @@ def test_export_name_gives_day_file_number_and_zip_time() -> None:
     assert name.zipped_at == datetime(2026, 11, 26, 0, 30, 15, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("zipped, at", [
+    ("20261126003015", datetime(2026, 11, 26, 0, 30, 15, tzinfo=UTC)),
+    ("202611260030", datetime(2026, 11, 26, 0, 30, tzinfo=UTC)),
+    ("20261126", datetime(2026, 11, 26, tzinfo=UTC)),
+    ("000512", None),  # a sequence number, not a time: the day still comes from the prefix
+    ("1764117015", None),  # epoch seconds
+    ("2026-11-26T00.30.15", None),
+    ("", None),
+    ("abc", None),
+])
+def test_the_day_comes_from_the_prefix_whatever_the_time_zipped(zipped: str,
+                                                                 at: datetime | None) -> None:
+    name = parse_export_name(f"exports/202611250000-TeleMessage_12_{zipped}.zip")
+    assert name.day == date(2026, 11, 25)
+    assert name.file_number == 12
+    assert name.zipped_at == at
+
+
 def test_other_names_are_accepted_without_a_day() -> None:
+    assert parse_export_name("202613250000-TeleMessage_1_1.zip").day is None  # no 13th month
     assert parse_export_name("upload-from-sftp.zip").day is None
 
 
