@@ -146,10 +146,13 @@ class MailboxWriter:
         held = claimed
         try:
             message_id = held.message_id
+            result = MailboxOutcome.IMPORTED
             # An earlier attempt may have written it; without the mailbox's coverage row the
             # ledger itself may have been lost (re-created storage, a restore).
             if message_id is None and (held.attempts > 1 or not covered):
                 message_id = await self._graph.find_message(mailbox, folder, key)
+                if message_id is not None and held.attempts == 1:
+                    result = MailboxOutcome.DUPLICATE  # not in the ledger: written before it
             if message_id is None:
                 body = body_html(item)
                 plan = plan_attachments(item, len(body.encode()) + 8192)
@@ -171,7 +174,7 @@ class MailboxWriter:
             with contextlib.suppress(Exception):
                 await self._run_io(self._ledger.release, mailbox, key, held)
             raise
-        return MailboxOutcome.IMPORTED
+        return result
 
     async def _covered(self, mailbox: str) -> bool:
         """Whether the ledger knows everything in this mailbox's archive folder."""

@@ -16,7 +16,7 @@ from shared.clients import Runtime, graph_client
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Chat, Direction, Item, ItemKind, Participant
 from shared.ledger import Ledger, LedgerState
-from shared.mailbox_writer import FolderCache, MailboxWriter
+from shared.mailbox_writer import FolderCache, MailboxWriter, RetryLater
 from shared.outcomes import MailboxOutcome
 from shared.render import render_message
 from shared.settings import Settings
@@ -198,3 +198,96 @@ async def test_graph_refusal_is_permanent_not_retried(kit: Kit) -> None:
     with pytest.raises(GraphError) as refused:
         await kit.writer.write(make_item("TG-gap", (awkward,)), DANA.id)
     assert refused.value.failure is Failure.REJECTED and refused.value.status == 413
+
+
+def writer_with(kit: Kit, **options: float) -> MailboxWriter:
+    return MailboxWriter(kit.graph, FolderCache(kit.graph, "Telegram Archiver"),
+                         kit.runtime.ledger, kit.runtime.run_io, **options)  # type: ignore[arg-type]
+
+
+async def test_a_failed_write_releases_its_claim_so_another_attempt_goes_at_once(
+        kit: Kit) -> None:
+    writer = writer_with(kit, max_attempts=2, claim_wait_seconds=2)
+    await kit.writer.write(make_item("TG-warm"), DANA.id)  # folder exists before the outage
+    item = make_item("TG-release")
+    kit.sim.set_faults(FaultPlan(unavailable_ratio=1.0, retry_after_seconds=0))
+    with pytest.raises(GraphError):
+        await writer.write(item, DANA.id, "owner-a", 1)
+    entry = kit.runtime.ledger.get(DANA.id, item.archive_key)
+    assert entry is not None and entry.state is LedgerState.WRITING
+    assert entry.claimed_until == 0  # released, not held for the lease
+    kit.sim.set_faults(FaultPlan())
+    # Another item with the same key (the same message from a second phone) need not wait.
+    assert await writer.write(item, DANA.id, "owner-b", 1) is MailboxOutcome.IMPORTED
+    assert len(kit.archived()) == 2  # TG-warm and TG-release, once each
+
+
+async def test_the_owners_next_delivery_takes_over_its_own_claim_at_once(kit: Kit) -> None:
+    writer = writer_with(kit, claim_wait_seconds=1)
+    item = make_item("TG-takeover")
+    # Delivery 1 claimed and died without releasing (a crash, or storage down at the time).
+    kit.runtime.ledger.claim(DANA.id, item.archive_key, None, "owner-a", 1)
+    with pytest.raises(RetryLater):  # another item's writer still waits for the lease
+        await writer.write(item, DANA.id, "owner-b", 9)
+    with pytest.raises(RetryLater):  # a duplicate of the same delivery does too
+        await writer.write(item, DANA.id, "owner-a", 1)
+    assert await writer.write(item, DANA.id, "owner-a", 2) is MailboxOutcome.IMPORTED
+    assert len(kit.archived()) == 1
+
+
+async def test_imported_on_any_delivery_of_the_item_duplicate_for_anyone_else(kit: Kit) -> None:
+    item = make_item("TG-exact")
+    assert await kit.writer.write(item, DANA.id, "owner-a", 1) is MailboxOutcome.IMPORTED
+    assert await kit.writer.write(item, DANA.id, "owner-a", 2) is MailboxOutcome.IMPORTED
+    assert await kit.writer.write(item, DANA.id, "owner-b", 1) is MailboxOutcome.DUPLICATE
+    assert await kit.writer.write(item, DANA.id) is MailboxOutcome.DUPLICATE
+    assert len(kit.archived()) == 1
+
+
+async def test_a_user_without_a_mailbox_is_asked_once_per_cache_lifetime(kit: Kit) -> None:
+    def asked() -> int:
+        return sum(1 for r in kit.sim.request_log if AVI.id in r.path or
+                   AVI.user_principal_name in r.path)
+
+    for number in range(5):
+        assert await kit.writer.write(make_item(f"TG-nm{number}"), AVI.id) \
+            is MailboxOutcome.NO_MAILBOX
+    assert asked() == 1
+    forgetful = MailboxWriter(kit.graph, FolderCache(kit.graph, "Telegram Archiver",
+                                                     no_mailbox_seconds=0),
+                              kit.runtime.ledger, kit.runtime.run_io)
+    for number in range(2):
+        await forgetful.write(make_item(f"TG-nm{number}"), AVI.id)
+    assert asked() == 3
+
+
+async def test_folder_creation_with_an_unknown_outcome_is_retried_in_place(kit: Kit) -> None:
+    kit.sim.set_faults(FaultPlan(unavailable_ratio=1.0, retry_after_seconds=0))
+
+    async def end_outage_after_first_refusal() -> None:
+        while not kit.sim.stats()["faults"].get("503"):
+            await asyncio.sleep(0.005)
+        kit.sim.set_faults(FaultPlan())
+
+    healer = asyncio.create_task(end_outage_after_first_refusal())
+    folder = await FolderCache(kit.graph, "Telegram Archiver").folder_id(DANA.id)
+    await healer
+    assert [f["id"] for f in kit.sim.folders(DANA.id)
+            if f["displayName"] == "Telegram Archiver"] == [folder]
+
+
+async def test_a_lost_ledger_does_not_mean_duplicates(kit: Kit) -> None:
+    items = [make_item(f"TG-lost{n}") for n in range(3)]
+    for item in items:
+        assert await kit.writer.write(item, DANA.id, "run-1", 1) is MailboxOutcome.IMPORTED
+    table = kit.runtime.table(kit.runtime.settings.ledger_table)
+    for entity in list(table.list_entities()):
+        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    # A new process (new caches) on the empty ledger: the folder exists, the ledger does not
+    # cover it, so Graph is asked before each write.
+    results = [await kit.new_writer().write(item, DANA.id, "run-2", 1) for item in items]
+    assert results == [MailboxOutcome.DUPLICATE] * 3
+    assert len(kit.archived()) == 3
+    assert await kit.new_writer().write(make_item("TG-new"), DANA.id, "run-2", 1) \
+        is MailboxOutcome.IMPORTED
+    assert len(kit.archived()) == 4
