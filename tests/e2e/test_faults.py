@@ -32,7 +32,8 @@ FAULTS = FaultPlan(throttle_ratio=0.08, unavailable_ratio=0.04,
 def test_two_thousand_items_under_faults_none_lost_none_duplicated(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     stack = LocalStack(tmp_path_factory.mktemp("faults"), days=[DAY], items_per_day=2000,
-                       employees=40, seed=21, telemessage_options=ITEM_LIMITS)
+                       employees=40, seed=21, telemessage_options=ITEM_LIMITS,
+                       extra_env={"RETRY_BASE_SECONDS": "1", "RETRY_MAX_DELAY_SECONDS": "5"})
     with stack:
         assert stack.azurite and stack.graph and stack.telemessage
         stack.graph.set_faults(FAULTS)

@@ -63,7 +63,9 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stack = LocalStack(tmp_path_factory.mktemp("replay"), days=[DAY], items_per_day=60,
                        employees=12, seed=9,
-                       extra_env={"MAX_DEQUEUE_COUNT": "2", "MAPPING_REFRESH_SECONDS": "0"},
+                       # No retry horizon: a failed delivery goes to poison at once.
+                       extra_env={"MAX_DEQUEUE_COUNT": "2", "MAPPING_REFRESH_SECONDS": "0",
+                                  "RETRY_HORIZON_SECONDS": "0"},
                        telemessage_options={"oversize": 0, "large_attachments": 0,
                                             "encrypted": 0})
     with stack:
