@@ -41,12 +41,13 @@ class MailboxRebuild:
 class LedgerRebuilder:
     def __init__(self, graph: GraphMailboxes, ledger: Ledger,
                  run_io: Callable[..., Awaitable[Any]], folder_name: str,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, page_size: int = 250) -> None:
         self._graph = graph
         self._ledger = ledger
         self._run_io = run_io
         self._folder_name = folder_name
         self._progress = progress or (lambda done, total, what: None)
+        self._page_size = page_size
 
     async def run(self, mailboxes: Iterable[str], parallel: int = 4) -> list[MailboxRebuild]:
         """Mailboxes (UPNs or addresses) `parallel` at a time; each one's pages in order."""
@@ -75,7 +76,7 @@ class LedgerRebuilder:
             if folder is None:  # nothing was ever archived there; the writer marks it later
                 return result
             seen: Counter[str] = Counter()
-            async for page in self._graph.archived_keys(user.id, folder):
+            async for page in self._graph.archived_keys(user.id, folder, self._page_size):
                 fresh = []
                 for key, message_id in page:
                     seen[key] += 1
