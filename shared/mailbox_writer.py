@@ -27,6 +27,7 @@ from shared.throttle import backoff_seconds
 SINGLE_POST_MAX = 3 * 1024 * 1024 - 1  # raw bytes; above this Graph wants an upload session
 CREATE_BODY_BUDGET = 3_900_000  # bytes of JSON, under Graph's 4 MB request limit
 UPLOAD_SESSION_MIN = 3 * 1024 * 1024
+FOLDER_FAILURE_MEMORY = 5.0  # seconds a failed folder look-up/create answers for the mailbox
 
 
 class RetryLater(Exception):
@@ -72,6 +73,7 @@ class FolderCache:
         self._attempts = attempts
         self._ids: dict[str, str] = {}
         self._no_mailbox: dict[str, tuple[float, GraphError]] = {}
+        self._failed: dict[str, tuple[float, GraphError]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.created: set[str] = set()  # mailboxes whose folder this cache created
 
@@ -84,12 +86,17 @@ class FolderCache:
             if mailbox in self._ids:
                 return self._ids[mailbox]
             self._raise_if_no_mailbox(mailbox)
+            failed = self._failed.get(mailbox)
+            if failed is not None and failed[0] > time.monotonic():
+                raise failed[1]  # the writers that queued behind a failure do not repeat it
             try:
                 folder = await self._find_or_create(mailbox)
             except GraphError as error:
                 if error.failure is Failure.NO_MAILBOX:
                     self._no_mailbox[mailbox] = (time.monotonic() + self._no_mailbox_seconds,
                                                  error)
+                else:
+                    self._failed[mailbox] = (time.monotonic() + FOLDER_FAILURE_MEMORY, error)
                 raise
             self._ids[mailbox] = folder
             return folder

@@ -14,6 +14,8 @@ def test_defaults_match_the_design() -> None:
     assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
     assert settings.telemessage_base_url == "https://tm.example"
     assert settings.auto_mapping is True
+    assert (settings.retry_base_seconds, settings.retry_max_delay_seconds,
+            settings.retry_horizon_seconds) == (30, 3600, 24 * 3600)
 
 
 def test_identity_based_storage_is_accepted() -> None:
@@ -37,6 +39,9 @@ def test_telemessage_credentials_are_required_only_to_fetch() -> None:
     ({"GRAPH_CREDENTIAL_KIND": "password"}, "GRAPH_CREDENTIAL_KIND"),
     ({"GRAPH_CREDENTIAL_KIND": "static_token", "GRAPH_STATIC_TOKEN": "t"}, "loopback"),
     ({"GRAPH_MAX_CONCURRENCY_PER_MAILBOX": "8"}, "1..4"),
+    ({"RETRY_BASE_SECONDS": "60", "RETRY_MAX_DELAY_SECONDS": "30"}, "RETRY_MAX_DELAY_SECONDS"),
+    ({"RETRY_MAX_DELAY_SECONDS": "700000"}, "604800"),
+    ({"RETRY_HORIZON_SECONDS": "-1"}, "RETRY_HORIZON_SECONDS"),
 ])
 def test_bad_settings_name_the_setting(extra: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
