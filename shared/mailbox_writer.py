@@ -117,7 +117,8 @@ class FolderCache:
                 return folder
             # ErrorFolderExists (another worker's create) or an unknown outcome: look again,
             # and create again if it is still not there.
-            await asyncio.sleep(backoff_seconds(attempt))
+            if attempt + 1 < self._attempts:
+                await asyncio.sleep(backoff_seconds(attempt))
         raise GraphError(Failure.TRANSIENT, None, "FolderMissing",
                          "folder neither found nor created")
 

@@ -47,8 +47,10 @@ class Env:
         fast = copy.deepcopy(json.loads((ROOT / "host.json").read_text()))
         fast["extensions"]["queues"].update({"visibilityTimeout": "00:00:00",
                                              "maxDequeueCount": 2})
+        # Stopping the host between phases abandons the messages in flight, as a crash would;
+        # a short lease brings them back in a minute rather than ten.
         self.host = LocalFunctionsHost(function_app.app, stack.azurite.connection_string,
-                                       host_json=fast)
+                                       host_json=fast, lease_seconds=60)
         self.reader = GraphReader(stack.graph.base_url, GRAPH_TOKEN)
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> None:
