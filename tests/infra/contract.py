@@ -25,12 +25,15 @@ evaluator that follows parameters through module calls. What it cannot evaluate 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devhost.indexing import index_module
 
 # ---- The contract's constants ----------------------------------------------------------------
 
@@ -153,28 +156,19 @@ def settings_defaults(names: set[str]) -> dict[str, Any]:
 
 
 def function_bindings(function_app_py: Path) -> tuple[set[str], list[tuple[str, str, bool]]]:
-    """From function_app.py: the %SETTING% names its trigger decorators use (the host resolves
-    them from app settings), and each blob trigger as (function name, path, Event Grid source)."""
-    tree = ast.parse(function_app_py.read_text(encoding="utf-8"))
-    percent: set[str] = set()
-    blob_triggers: list[tuple[str, str, bool]] = []
-    for func in tree.body:
-        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for deco in func.decorator_list:
-            if not isinstance(deco, ast.Call):
-                continue
-            for node in ast.walk(deco):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    percent.update(re.findall(r"%(\w+)%", node.value))
-            if isinstance(deco.func, ast.Attribute) and deco.func.attr == "blob_trigger":
-                kw = {k.arg: k.value for k in deco.keywords}
-                path = kw.get("path")
-                source = kw.get("source")
-                blob_triggers.append((
-                    func.name,
-                    path.value if isinstance(path, ast.Constant) else "",
-                    source is not None and ast.unparse(source).endswith("EVENT_GRID")))
+    """From the function metadata the Python worker sends the host for function_app.py (built
+    by devhost/indexing.py, which the local host runs on too): the %SETTING% names its bindings
+    use (the host resolves them from app settings), and each blob trigger as (function name,
+    path, Event Grid source)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_contract_function_app_{abs(hash(str(function_app_py)))}", function_app_py)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    metadata = index_module(module)
+    percent = {name for m in metadata for name in m.setting_names()}
+    blob_triggers = [(m.name, m.trigger.get("path", ""), m.trigger.get("source") == "EventGrid")
+                     for m in metadata if m.trigger["type"] == "blobTrigger"]
     return percent, blob_triggers
 
 
