@@ -128,6 +128,25 @@ MUTATIONS = [
     pytest.param("app/function.bicep", "    FETCH_SCHEDULE: fetchSchedule\n", "",
                  "FETCH_SCHEDULE is read by shared/settings.py but not set",
                  id="timer schedule dropped"),
+    # Issue 16.5: nobody but the app identity can write the deployment package.
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: storage\n",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on Microsoft.Storage/storageAccounts",
+                 id="operator blob role on the whole account"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: blobService\n",
+                 "covers the deployment package container",
+                 id="operator blob role on the blob service"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on the deployment's resource group",
+                 id="operator blob role on the resource group"),
+    pytest.param("app/eventgrid.bicep", "  scope: storage::blobService::deadLetterContainer\n",
+                 "  scope: storage\n", "deadLetterWriter gives systemTopic.identity.principalId",
+                 id="event grid dead-letter role on the whole account"),
+    pytest.param("app/storage.bicep", "        resourceName: exportsContainerName\n",
+                 "        resourceName: deploymentContainerName\n",
+                 "SFTP local user sftpUser has 'cwl' on the deployment package container",
+                 id="sftp user on the package container"),
 ]
 
 
