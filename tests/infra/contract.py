@@ -1133,6 +1133,24 @@ def _check_package_writers(dep: Deployment) -> list[str]:
     return problems
 
 
+def _check_graph_credential(dep: Deployment, settings: dict[str, Any]) -> list[str]:
+    """By default the app reaches Graph as its own managed identity: no app registration, no
+    secret (docs/DEPLOY.md, "Reaching Graph")."""
+    identity = _function_identity(dep)
+    client = f"{identity[0]}.outputs.clientId" if identity else "?"
+    problems = []
+    if settings.get("GRAPH_CREDENTIAL_KIND") != "managed_identity":
+        problems.append(f"GRAPH_CREDENTIAL_KIND must default to 'managed_identity', got "
+                        f"{_show(settings.get('GRAPH_CREDENTIAL_KIND'))}")
+    if _text(settings.get("GRAPH_CLIENT_ID")) != client:
+        problems.append(f"GRAPH_CLIENT_ID must default to the app identity's client id "
+                        f"({client}), got {_show(settings.get('GRAPH_CLIENT_ID'))}")
+    if settings.get("GRAPH_CLIENT_SECRET") != "":
+        problems.append(f"GRAPH_CLIENT_SECRET must be empty by default, got "
+                        f"{_show(settings.get('GRAPH_CLIENT_SECRET'))}")
+    return problems
+
+
 def check(repo: Path, infra: Path | None = None) -> list[str]:
     """Problems in the contract between the code in `repo` and the Bicep in `infra`."""
     infra = infra or repo / "infra"
@@ -1147,7 +1165,8 @@ def check(repo: Path, infra: Path | None = None) -> list[str]:
             + _check_names(dep, settings, names, defaults, host)
             + _check_blob_subscription(infra, defaults, blob_triggers)
             + _check_identity(dep, settings)
-            + _check_package_writers(dep))
+            + _check_package_writers(dep)
+            + _check_graph_credential(dep, settings))
 
 
 def sample_problems(repo: Path) -> list[str]:

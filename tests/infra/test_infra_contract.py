@@ -147,6 +147,15 @@ MUTATIONS = [
                  "        resourceName: deploymentContainerName\n",
                  "SFTP local user sftpUser has 'cwl' on the deployment package container",
                  id="sftp user on the package container"),
+    # Graph is reached as the app's managed identity unless the operator chooses otherwise.
+    pytest.param("main.bicep", "param graphCredentialKind string = 'managed_identity'",
+                 "param graphCredentialKind string = 'client_secret'",
+                 "GRAPH_CREDENTIAL_KIND must default to 'managed_identity'",
+                 id="graph credential defaults to a secret"),
+    pytest.param("app/function.bicep", "    GRAPH_CLIENT_ID: effectiveGraphClientId\n",
+                 "    GRAPH_CLIENT_ID: graphClientId\n",
+                 "GRAPH_CLIENT_ID must default to the app identity's client id",
+                 id="graph client id not the app identity"),
 ]
 
 
