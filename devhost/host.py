@@ -109,6 +109,19 @@ def resolve_setting_expressions(value: str) -> str:
     return re.sub(r"%([A-Za-z0-9_]+)%", repl, value)
 
 
+def ncrontab_next(expression: str, after: datetime) -> datetime:
+    """The first time after `after` matching a 6-field NCRONTAB expression (seconds first,
+    as the timer trigger reads it; croniter wants them last). ValueError if it does not parse."""
+    fields = expression.split()
+    if len(fields) != 6:
+        raise ValueError(f"NCRONTAB needs 6 fields, got {fields}")
+    try:
+        fire: datetime = croniter(" ".join(fields[1:] + fields[:1]), after).get_next(datetime)
+    except (KeyError, ValueError) as exc:  # croniter's errors are ValueError subclasses
+        raise ValueError(f"NCRONTAB {expression!r} does not parse: {exc}") from exc
+    return fire
+
+
 class LocalFunctionsHost:
     def __init__(self, app: func.FunctionApp, connection_string: str,
                  host_json: dict[str, Any] | None = None, poll_interval: float = 0.25,
@@ -135,12 +148,10 @@ class LocalFunctionsHost:
     # ---- timer -------------------------------------------------------------------------------
 
     def next_timer_fire(self, fn: _Registered, after: datetime) -> datetime:
-        """NCRONTAB has seconds first; croniter wants them last."""
-        fields = resolve_setting_expressions(fn.binding["schedule"]).split()
-        if len(fields) != 6:
-            raise ValueError(f"{fn.name}: NCRONTAB needs 6 fields, got {fields}")
-        expression = " ".join(fields[1:] + fields[:1])
-        return croniter(expression, after).get_next(datetime)  # type: ignore[no-any-return]
+        try:
+            return ncrontab_next(resolve_setting_expressions(fn.binding["schedule"]), after)
+        except ValueError as exc:
+            raise ValueError(f"{fn.name}: {exc}") from exc
 
     def run_timer(self, name: str | None = None, past_due: bool = False) -> None:
         for fn in self._of_kind("timerTrigger"):

@@ -1,10 +1,14 @@
 """The function metadata the Python worker would send the host for function_app.py.
 
 The worker that Flex Consumption runs for Python 3.11 (azure-functions-python-worker 4.x) ships
-with the Functions host and is not on PyPI for 3.11 (`azure-functions-runtime` needs Python
-3.13), so devhost/indexing.py makes the worker's own library calls. `test_the_worker_agrees`
-runs the real worker's loader when `azure_functions_worker` is importable: build it from its
-source (protos compiled with grpcio-tools 1.59, as its setup does) and put it on PYTHONPATH.
+with the Functions host and is not on PyPI for 3.11: `azure-functions-runtime` needs Python
+3.13, and `azure-functions-worker` there stopped at 1.1.9 (2020). So devhost/indexing.py makes
+the worker's own library calls, and `test_the_worker_agrees` runs the real worker's loader when
+`azure_functions_worker` is importable. To run it: take `azure_functions_worker/` from the
+worker's source (4.34.0 was checked; loader and deferred-binding code are unchanged in 4.38),
+`pip install --target DIR grpcio-tools~=1.59.0 protobuf~=4.25.3`, compile its protos as its
+setup does (grpc_tools.protoc on protos/_src/src/proto, imports made absolute), and put DIR and
+the source on PYTHONPATH.
 """
 
 from __future__ import annotations

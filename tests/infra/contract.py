@@ -34,9 +34,11 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devhost.host import ncrontab_next
 from devhost.indexing import index_module
 
 # ---- The contract's constants ----------------------------------------------------------------
@@ -175,21 +177,27 @@ def settings_defaults(names: set[str]) -> dict[str, Any]:
     return {name: getattr(settings, name.lower()) for name in names}
 
 
-def function_bindings(function_app_py: Path) -> tuple[set[str], list[tuple[str, str, bool]]]:
+@dataclass
+class FunctionBindings:
+    settings: set[str]  # %SETTING% names in any binding (the host resolves them)
+    blob_triggers: list[tuple[str, str, bool]]  # (function, path, Event Grid source)
+    schedules: dict[str, str]  # timer function -> its schedule expression
+
+
+def function_bindings(function_app_py: Path) -> FunctionBindings:
     """From the function metadata the Python worker sends the host for function_app.py (built
-    by devhost/indexing.py, which the local host runs on too): the %SETTING% names its bindings
-    use (the host resolves them from app settings), and each blob trigger as (function name,
-    path, Event Grid source)."""
+    by devhost/indexing.py, which the local host runs on too)."""
     spec = importlib.util.spec_from_file_location(
         f"_contract_function_app_{abs(hash(str(function_app_py)))}", function_app_py)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     metadata = index_module(module)
-    percent = {name for m in metadata for name in m.setting_names()}
-    blob_triggers = [(m.name, m.trigger.get("path", ""), m.trigger.get("source") == "EventGrid")
-                     for m in metadata if m.trigger["type"] == "blobTrigger"]
-    return percent, blob_triggers
+    return FunctionBindings(
+        {name for m in metadata for name in m.setting_names()},
+        [(m.name, m.trigger.get("path", ""), m.trigger.get("source") == "EventGrid")
+         for m in metadata if m.trigger["type"] == "blobTrigger"],
+        {m.name: m.trigger["schedule"] for m in metadata if m.trigger["type"] == "timerTrigger"})
 
 
 # ---- A reader for the Bicep subset infra/ uses ---------------------------------------------------
@@ -1133,6 +1141,20 @@ def _check_package_writers(dep: Deployment) -> list[str]:
     return problems
 
 
+def _check_schedules(settings: dict[str, Any], schedules: dict[str, str]) -> list[str]:
+    """Each timer's schedule, with the Bicep's app settings in its %SETTING%s, parses."""
+    problems = []
+    for function, expression in schedules.items():
+        value = re.sub(r"%(\w+)%", lambda m: str(settings.get(m.group(1), m.group(0))),
+                       expression)
+        try:
+            ncrontab_next(value, datetime(2026, 1, 1, tzinfo=UTC))
+        except ValueError as exc:
+            problems.append(f"the {function} timer's schedule {expression} is {value!r} in the "
+                            f"Bicep: {exc}")
+    return problems
+
+
 def _check_graph_credential(dep: Deployment, settings: dict[str, Any]) -> list[str]:
     """By default the app reaches Graph as its own managed identity: no app registration, no
     secret (docs/DEPLOY.md, "Reaching Graph")."""
@@ -1159,11 +1181,12 @@ def check(repo: Path, infra: Path | None = None) -> list[str]:
     read = settings_read_by_code(repo / "shared" / "settings.py") | set(APP_SETTINGS_ALWAYS)
     names = name_settings(read)
     defaults = settings_defaults(set(names) | {"MAX_DEQUEUE_COUNT"})
-    percent, blob_triggers = function_bindings(repo / "function_app.py")
+    bindings = function_bindings(repo / "function_app.py")
     host = json.loads((repo / "host.json").read_text(encoding="utf-8"))
-    return (_check_settings(settings, read, percent)
+    return (_check_settings(settings, read, bindings.settings)
+            + _check_schedules(settings, bindings.schedules)
             + _check_names(dep, settings, names, defaults, host)
-            + _check_blob_subscription(infra, defaults, blob_triggers)
+            + _check_blob_subscription(infra, defaults, bindings.blob_triggers)
             + _check_identity(dep, settings)
             + _check_package_writers(dep)
             + _check_graph_credential(dep, settings))

@@ -147,6 +147,14 @@ MUTATIONS = [
                  "        resourceName: deploymentContainerName\n",
                  "SFTP local user sftpUser has 'cwl' on the deployment package container",
                  id="sftp user on the package container"),
+    pytest.param("main.bicep", "param reportSchedule string = '0 */10 * * * *'",
+                 "param reportSchedule string = '*/10 * * * *'",
+                 "the reconcile timer's schedule %REPORT_SCHEDULE% is '*/10 * * * *' in the "
+                 "Bicep: NCRONTAB needs 6 fields", id="5-field report schedule"),
+    pytest.param("main.bicep", "param fetchSchedule string = '0 30 1 * * *'",
+                 "param fetchSchedule string = '0 30 25 * * *'",
+                 "the fetch timer's schedule %FETCH_SCHEDULE% is '0 30 25 * * *' in the Bicep: "
+                 "NCRONTAB '0 30 25 * * *' does not parse", id="fetch schedule hour 25"),
     # Graph is reached as the app's managed identity unless the operator chooses otherwise.
     pytest.param("main.bicep", "param graphCredentialKind string = 'managed_identity'",
                  "param graphCredentialKind string = 'client_secret'",
