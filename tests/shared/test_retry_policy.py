@@ -1,7 +1,8 @@
-"""The import function's retries (shared.pipeline + shared.retry_policy), delivery by delivery,
-against Azurite and the Graph simulator: re-queued with a growing delay and the attempt in the
-message, `queued` "retrying until" meanwhile, then `failed` in the poison queue keeping what
-was written; and each mailbox `imported` on whichever delivery wrote it."""
+"""The import function's retries (shared.retry_policy, applied by shared.pipeline), one
+delivery at a time, against Azurite and the Graph simulator: re-queued with a growing delay
+and the attempt in the message, `queued` "retrying until" meanwhile, then `failed` in the
+poison queue keeping what was written; each mailbox `imported` on whichever delivery wrote
+it."""
 
 from __future__ import annotations
 
