@@ -147,16 +147,16 @@ def _bars(title: str, rows: list[tuple[str, int, str]]) -> str:
     """A horizontal bar chart: one (label, count, colour) per bar."""
     top = max((count for _, count, _ in rows), default=0) or 1
     height = 24 * len(rows) + 30
-    svg = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"460\" height=\"{height}\" "
+    svg = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"480\" height=\"{height}\" "
            f"role=\"img\" aria-label=\"{_e(title)}\">",
            f"<text x=\"0\" y=\"16\" font-size=\"14\" font-weight=\"600\">{_e(title)}</text>"]
     for index, (label, count, colour) in enumerate(rows):
         y = 28 + 24 * index
         width = round(260 * count / top)
         svg.append(f"<text x=\"0\" y=\"{y + 14}\" font-size=\"12\">{_e(label)}</text>"
-                   f"<rect x=\"110\" y=\"{y}\" width=\"{width}\" height=\"18\" "
+                   f"<rect x=\"130\" y=\"{y}\" width=\"{width}\" height=\"18\" "
                    f"fill=\"{colour}\"/>"
-                   f"<text x=\"{116 + width}\" y=\"{y + 14}\" font-size=\"12\">{count}</text>")
+                   f"<text x=\"{136 + width}\" y=\"{y + 14}\" font-size=\"12\">{count}</text>")
     svg.append("</svg>")
     return "".join(svg)
 

@@ -292,6 +292,17 @@ def test_reconcile_writes_the_page_the_cli_writes_and_chromium_shows_the_json_fi
         shutil.copy(screenshot, os.environ["REPORT_SCREENSHOT"])
 
 
+def test_the_day_of_fifty_thousand_items_prints_on_a_few_pages(tmp_path: Path) -> None:
+    reports = [_report(f"202611250000-TeleMessage_{n}_20261126003000.zip",
+                       _items(f"E{n}", 10_000, 1000, 1.0), 10_000) for n in range(1, 6)]
+    page = tmp_path / "big.html"
+    page.write_text(render_day(DAY, reports, NOW), encoding="utf-8")
+    pdf = tmp_path / "big.pdf"
+    _run_chromium(tmp_path, page, "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    pages = len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes()))
+    assert 3 <= pages <= 40
+
+
 def test_report_html_needs_a_day(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["report", "--html", str(tmp_path / "x.html")]) == 2
     assert "needs a DATE" in capsys.readouterr().err
