@@ -34,12 +34,12 @@ _COLOURS = {"imported": "#2e7d32", "duplicate": "#66bb6a", "unmapped": "#f9a825"
 _SETTLED = {Outcome.IMPORTED.value, Outcome.DUPLICATE.value, Outcome.UNMAPPED.value}
 _REPLAYABLE = {"unmapped", "failed", "quarantined", "oversize", "queued"}  # replay's choices
 _GROUP_ADVICE = {
-    "failed": "retries exhausted (an outage, or Graph refusing for too long); the messages are "
+    "failed": "Retries exhausted (an outage, or Graph refusing for too long); the messages are "
               "in the poison queue. Fix the cause, then replay them",
-    "quarantined": "the input itself is bad or Graph refused it; inspect the item "
+    "quarantined": "The input itself is bad or Graph refused it; inspect the item "
                    "(python -m shared inspect) and replay once the cause is fixed",
-    "oversize": "over MAX_ITEM_BYTES; replay only after raising the limit",
-    "queued": "split but not imported yet; if this stays, replay them",
+    "oversize": "Over MAX_ITEM_BYTES; replay only after raising the limit",
+    "queued": "Split but not imported yet; if this stays, replay them",
 }
 LAG_BUCKETS = ((15 * 60, "< 15 min"), (3600, "15-60 min"), (6 * 3600, "1-6 h"),
                (24 * 3600, "6-24 h"), (2 * 86400, "1-2 days"), (7 * 86400, "2-7 days"),
