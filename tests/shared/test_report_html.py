@@ -190,6 +190,10 @@ def test_the_page_is_self_contained() -> None:
                                          "pre", "br", "span"}
     assert not [a for _, a in dom.tags if {"src", "href"} & set(a)]
     assert "url(" not in html and "@import" not in html and "@font-face" not in html
+    # And should markup ever slip through, the page's policy forbids scripts and loads.
+    policy = next(a for t, a in dom.tags if a.get("http-equiv") == "Content-Security-Policy")
+    assert (policy["content"] or "").startswith("default-src 'none';")
+    assert "script-src" not in (policy["content"] or "")
 
 
 def test_readable_and_bounded_at_a_thousand_mailboxes_and_fifty_thousand_items() -> None:
