@@ -387,6 +387,16 @@ module alerts 'app/alerts.bicep' = {
   }
 }
 
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
 // azd writes these into .azure/<env>/.env; the postdeploy hook, scripts/ and docs/DEPLOY.md
 // use them. No secret, key or connection string is output.
 output AZURE_LOCATION string = location
