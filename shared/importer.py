@@ -25,6 +25,7 @@ from shared.mapping import Mapper
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, MailboxOutcome, Outcome, OutcomeStore
 from shared.policies import (
+    MAX_EML_BYTES,
     DamagedPolicy,
     Origin,
     OversizePolicy,
@@ -80,10 +81,12 @@ class Importer:
             return ItemOutcome(message.export, message.member, result, size=message.size,
                                **fields)
 
-        if self.policies.oversize is OversizePolicy.SKIP and \
-                message.size > self.max_item_bytes * RAW_OVERSIZE_FACTOR:
-            return outcome(Outcome.OVERSIZE, reason="oversize",
-                           detail=f"EML is {message.size} bytes; limit {self.max_item_bytes}")
+        skip = self.policies.oversize is OversizePolicy.SKIP
+        if message.size > (self.max_item_bytes * RAW_OVERSIZE_FACTOR if skip else MAX_EML_BYTES):
+            detail = f"EML is {message.size} bytes; limit {self.max_item_bytes}"
+            if not skip:
+                detail += f"; over {MAX_EML_BYTES} bytes, too large to read in memory"
+            return outcome(Outcome.OVERSIZE, reason="oversize", detail=detail)
         try:
             data: bytes = await self.run_io(self._download, message.blob)
         except ResourceNotFoundError:

@@ -40,6 +40,11 @@ MB = 1024 * 1024
 UPLOAD_SESSION_MAX_BYTES = 150 * MB
 EXCHANGE_MAX_MESSAGE_BYTES = 150 * MB
 
+# Parsing an EML holds several times its size (Python's email package: about 8x, measured on a
+# 55 MB EML with one 40 MB attachment), so under stub or import a larger one is recorded
+# `oversize` rather than risking the worker's memory (Flex Consumption: 2 GB by default).
+MAX_EML_BYTES = 128 * MB
+
 
 class OversizePolicy(StrEnum):
     SKIP = "skip"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
 import pytest
 
+from shared.clients import Runtime
 from shared.eml import parse_eml
 from shared.item import Attachment, Defect, Item
+from shared.messages import ItemMessage
 from shared.outcomes import Outcome
 from shared.policies import (
     MB,
@@ -22,6 +25,7 @@ from shared.policies import (
     with_damage_marked,
 )
 from shared.render import body_html, internet_headers, subject
+from shared.settings import Settings
 
 EXPORT = "202611250000-TeleMessage_1_20261126003000.zip"
 ORIGIN = Origin(EXPORT, "TG-1.eml", "exports", "preserved")
@@ -142,3 +146,24 @@ def test_a_damaged_oversize_item_under_stub_counts_as_damaged() -> None:
 def test_an_export_without_a_telemessage_name_falls_back_to_today() -> None:
     assert export_day(EXPORT) == datetime(2026, 11, 25, tzinfo=UTC)
     assert export_day("upload.zip").date() == datetime.now(UTC).date()
+
+
+@pytest.mark.parametrize(("policy", "size", "expected"), [
+    ("skip", 20 * MB, (Outcome.OVERSIZE, "oversize")),  # decided from the size alone
+    ("stub", 20 * MB, (Outcome.QUARANTINED, "item_blob_missing")),  # read to be stubbed
+    ("import", 20 * MB, (Outcome.QUARANTINED, "item_blob_missing")),
+    ("stub", 129 * MB, (Outcome.OVERSIZE, "oversize")),  # too large to read in memory
+])
+def test_the_importer_reads_a_large_eml_only_when_a_policy_can_use_it(
+        storage_env: dict[str, str], policy: str, size: int,
+        expected: tuple[Outcome, str]) -> None:
+    runtime = Runtime(Settings.from_env({**storage_env, "OVERSIZE_POLICY": policy}))
+    body = ItemMessage(EXPORT, "TG-1.eml", "no-such-blob.eml", size).to_json()
+
+    async def run() -> tuple[Outcome, str, str]:
+        result = await runtime.importer().import_message(body)
+        return result.outcome, result.reason, result.detail
+
+    outcome, reason, detail = asyncio.run(run())
+    assert (outcome, reason) == expected
+    assert ("too large to read in memory" in detail) == (size > 128 * MB)
