@@ -193,3 +193,16 @@ def test_best_effort_never_imports_byok_ciphertext() -> None:
     sim = next(i for i in DAY if i.encrypted)
     with pytest.raises(InvalidItem, match="encrypted_byok"):
         parse_eml(build_eml(sim), fallback_date=EXPORT_DAY)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_best_effort_leaves_only_unattributable_corpus_messages_quarantined(path: Path) -> None:
+    try:
+        item = parse_eml(path.read_bytes(), fallback_date=EXPORT_DAY)
+    except InvalidItem as invalid:
+        assert invalid.reason in {"no_participants", "header_too_large", "empty",
+                                  "encrypted_byok"}
+        return
+    assert item.participants
+    assert {d.code for d in item.defects} <= {"truncated_mime", "malformed_mime",
+                                              "unparsable_date"}
