@@ -49,11 +49,6 @@ class InvalidItem(ValueError):
         self.detail = detail
 
 
-# What best-effort parsing reads past (DAMAGED_POLICY=best_effort): the item is imported with
-# what could be read and these are listed as its `defects`. Everything else stays an error.
-DAMAGE_REASONS = ("truncated_mime", "malformed_mime", "unparsable_date")
-
-
 def parse_eml(data: bytes, *, fallback_date: datetime | None = None) -> Item:
     """Parse one TeleMessage EML. Raises InvalidItem; never anything else for bad data.
 
