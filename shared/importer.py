@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,11 @@ class Importer:
             span.set_attribute("outcome", outcome.outcome.value)
             span.set_attribute("archive_key", digest(outcome.archive_key))
         items_outcome.add(1, {"outcome": outcome.outcome.value, "reason": outcome.reason})
+        # lag_seconds: from capture to the recorded outcome (-1: not parsed, capture unknown).
+        lag = round(time.time() - outcome.captured, 1) if outcome.captured else -1
         event(log, "item outcome", export=message.export, outcome=outcome.outcome.value,
               reason=outcome.reason, archive_key=digest(outcome.archive_key),
-              mailboxes=len(outcome.mailboxes))
+              mailboxes=len(outcome.mailboxes), lag_seconds=lag)
         return outcome
 
     async def _import(self, message: ItemMessage) -> ItemOutcome:
@@ -102,19 +105,23 @@ class Importer:
             await self.run_io(self._keep, message.blob, data)
             return outcome(Outcome.QUARANTINED, reason=invalid.reason,
                            detail=f"{invalid.detail} (kept as {kept})")
+        # The capture time, for the lag metric; unknown when the Date was unreadable.
+        captured = 0.0 if any(d.code == "unparsable_date" for d in item.defects) \
+            else item.captured_at.timestamp()
         origin = Origin(message.export, message.member, self.exports_container,
                         self.preserved.container_name if self.preserved else "")
         prepared = prepare(with_damage_marked(item, data, message.member), self.policies, origin)
         del data  # a large item's EML need not stay in memory while it is written
         if prepared.item is None:
             return outcome(prepared.outcome, reason=prepared.reason, detail=prepared.detail,
-                           archive_key=item.archive_key, kind=item.kind.value)
+                           archive_key=item.archive_key, kind=item.kind.value,
+                           captured=captured)
         item = prepared.item
         resolution = await self.mapper.resolve(item)
         unmapped = [p.phone or p.email or p.name for p in resolution.unmapped]
         if not resolution.targets:
             return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
-                           kind=item.kind.value, unmapped=unmapped,
+                           kind=item.kind.value, unmapped=unmapped, captured=captured,
                            detail="no participant maps to a Microsoft 365 user")
         for original in prepared.withheld:  # kept before any note in a mailbox points at it
             await self.run_io(self._preserve, origin.preserved_blob(original), original)
@@ -130,6 +137,7 @@ class Importer:
         if combined is Outcome.IMPORTED:  # stubbed or damaged items are counted apart
             combined, reason, detail = prepared.outcome, prepared.reason, prepared.detail
         return outcome(combined, archive_key=item.archive_key, kind=item.kind.value,
+                       captured=captured,
                        mailboxes={upn: value.value for upn, value in per_mailbox.items()},
                        unmapped=unmapped, reason=reason, detail=detail)
 
