@@ -221,6 +221,7 @@ def test_a_40_mb_attachment_is_imported_whole_in_chunks(run: Policies) -> None:
 def test_a_truncated_multipart_is_imported_with_its_original_and_marked(run: Policies) -> None:
     outcome = run.outcomes["stub"][member("truncated")]
     assert (outcome.outcome, outcome.reason) == (Outcome.IMPORTED_DAMAGED, "truncated_mime")
+    assert outcome.captured == run.items["truncated"].captured_at.timestamp()
     [message] = run.final[KEYS["truncated"]]
     assert message.subject.startswith("[Damaged source] Telegram message")
     assert "truncated_mime" in message.body and "see the attached contract" in message.body
@@ -233,6 +234,7 @@ def test_a_truncated_multipart_is_imported_with_its_original_and_marked(run: Pol
 def test_an_eml_without_a_date_gets_the_exports_day_and_says_so(run: Policies) -> None:
     outcome = run.outcomes["stub"][member("undated")]
     assert (outcome.outcome, outcome.reason) == (Outcome.IMPORTED_DAMAGED, "unparsable_date")
+    assert outcome.captured == 0  # unknown: no lag is computed from the stand-in date
     [message] = run.final[KEYS["undated"]]
     assert message.subject.startswith("[Damaged source] [Date unknown] Telegram message")
     assert message.received.startswith(f"{DAY.isoformat()}T00:00:00")
