@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from shared.blob_names import normal_member_name
+
 MAX_MESSAGE_BYTES = 48 * 1024  # Azure allows 64 KB after base64; stay well under it
 
 
@@ -35,6 +37,7 @@ class ItemMessage:
 
 
 def item_blob_name(export: str, member: str) -> str:
-    """Deterministic, so splitting an export again overwrites rather than adds."""
+    """Deterministic, so splitting an export again overwrites rather than adds; the member's
+    name is normalised, so `./TG-1.eml` and `TG-1.eml` name one blob (and are duplicates)."""
     stem = export[:-4] if export.lower().endswith(".zip") else export
-    return f"{stem}/{member}"
+    return f"{stem}/{normal_member_name(member)}"
