@@ -76,7 +76,7 @@ class Importer:
             return outcome(Outcome.QUARANTINED, reason="item_blob_missing",
                            detail=f"item blob {message.blob} not found; split the export again")
         try:
-            item = parse_eml(data)
+            item = await self.run_io(parse_eml, data)  # CPU-bound: off the event loop
         except InvalidItem as invalid:
             # Kept apart from the items container (whose blobs expire) for inspection/replay.
             kept = f"{self.quarantine.container_name}/{message.blob}"
@@ -90,9 +90,10 @@ class Importer:
                            detail=f"item content is {content} bytes; limit "
                                   f"{self.max_item_bytes}")
         resolution = await self.mapper.resolve(item)
-        unmapped = [p.phone or p.email or p.name for p in resolution.unmapped]
+        unmapped = resolution.unmapped_labels()
         if not resolution.targets:
-            return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
+            return outcome(Outcome.UNMAPPED, archive_key=item.archive_key,
+                           reason="routing_conflict" if resolution.conflicts else "unmapped",
                            kind=item.kind.value, unmapped=unmapped,
                            detail="no participant maps to a Microsoft 365 user")
         per_mailbox, refusals = await self._write_all(
