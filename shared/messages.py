@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from shared.blob_names import normal_member_name
+from shared.blob_names import check_blob_name, normal_member_name
 
 MAX_MESSAGE_BYTES = 48 * 1024  # Azure allows 64 KB after base64; stay well under it
 
@@ -30,7 +30,7 @@ class ItemMessage:
         try:
             data = json.loads(text)
             return cls(export=str(data["export"]), member=str(data["member"]),
-                       blob=str(data["blob"]), size=int(data["size"]),
+                       blob=check_blob_name(str(data["blob"])), size=int(data["size"]),
                        version=int(data.get("version", 1)), trace=str(data.get("trace", "")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not an item message: {exc}") from exc
