@@ -82,7 +82,7 @@ def _parse(data: bytes) -> Item:
     sender = sender_list[0] if sender_list else Participant(name="(unknown sender)")
     recipients = [*sender_list[1:], *recipients]
 
-    tm_headers = tuple((name, str(value)) for name, value in msg.items()
+    tm_headers = tuple((name, _decoded(msg, name, value)) for name, value in msg.raw_items()
                        if name.lower().startswith(TM_PREFIX))
     archive_id = _header(msg, f"{TM_PREFIX}archivemessageid")
     message_id = _header(msg, "message-id")
@@ -155,15 +155,19 @@ def _all_defects(msg: Message) -> list[email_errors.MessageDefect]:
 
 
 def _header(msg: Message, name: str) -> str | None:
+    for key, raw in msg.raw_items():
+        if key.lower() == name:
+            return _decoded(msg, key, raw).strip() or None
+    return None
+
+
+def _decoded(msg: Message, name: str, raw: str) -> str:
+    """A header's decoded text; its raw text when decoding fails (the header registry raises
+    on garbage, e.g. a UTF-7 encoded word that decodes to a lone surrogate)."""
     try:
-        value = msg.get(name)
-    except Exception:  # noqa: BLE001 - header registry errors on garbage values
-        raw = msg.get_all(name, failobj=[])
-        value = raw[0] if raw else None
-    if value is None:
-        return None
-    text = _clean(str(value)).strip()
-    return text or None
+        return _clean(str(msg.policy.header_fetch_parse(name, raw)))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the registry raises many types on garbage values
+        return _clean(str(raw))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -207,7 +211,7 @@ _NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s\-.()]{0,2}\d){6,14}")
 
 
 def _participants(msg: Message, header: str) -> list[Participant]:
-    values = [str(v) for v in msg.get_all(header, failobj=[])]
+    values = [_decoded(msg, key, raw) for key, raw in msg.raw_items() if key.lower() == header]
     if not values:
         return []
     people: list[Participant] = []

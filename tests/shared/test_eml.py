@@ -216,3 +216,15 @@ def test_free_text_that_could_pass_for_a_number_or_address_is_a_routing_conflict
     assert people[0].routing_conflict == conflict
     assert people[0].phone == phone
     assert all(p.phone != "+447700900123" for p in people)
+
+
+def test_headers_that_do_not_decode_are_kept_raw_not_the_item_refused() -> None:
+    import json
+
+    item = parse_eml(HEAD + b"From: =?utf-7?Q?Eve+2D0-?= 447700900123 <>\r\n"
+                     b"Subject: =?utf-7?Q?+2D0-?=\r\n"
+                     b"X-TELEMESSAGE-ThreadName: =?utf-7?Q?x+2D0-?=\r\n"
+                     b"\r\nhi\r\n")
+    assert item.subject == "=?utf-7?Q?+2D0-?=" and item.sender.phone == "+447700900123"
+    assert item.chat.thread_name == "=?utf-7?Q?x+2D0-?="
+    json.dumps(item.to_json(), ensure_ascii=False).encode("utf-8")
