@@ -52,8 +52,13 @@ _parser = BicepParser()
 
 @dataclass(frozen=True)
 class Unknown:
-    """A value only known at deployment (why: the kind of thing that was skipped)."""
+    """A value only known at deployment (why: the kind of thing that was skipped), with its
+    Bicep type where that is known (a parameter's declared type and @minValue/@maxValue, a
+    function's result, a module output's declared type)."""
     why: str
+    kind: str | None = None  # string, int, bool, object, array
+    low: int | None = None
+    high: int | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,8 @@ class Param:
     type: str
     default: Any  # expression or None
     allowed: list[Any] | None
+    low: int | None = None  # @minValue
+    high: int | None = None  # @maxValue
 
 
 @dataclass
@@ -323,6 +330,7 @@ class BicepFile:
     params: dict[str, Param]
     vars: dict[str, Any]
     outputs: dict[str, Any]
+    output_types: dict[str, str]
     resources: dict[str, Resource]  # top-level symbols
     modules: dict[str, Module]
 
@@ -357,7 +365,7 @@ def _unwrap(value: Any) -> tuple[Any, bool, bool]:
 def parse(path: Path) -> BicepFile:
     tree = _parser.lark_parser.parse(path.read_text(encoding="utf-8"))
     syntax = Syntax()
-    parsed = BicepFile(path, "resourceGroup", {}, {}, {}, {}, {})
+    parsed = BicepFile(path, "resourceGroup", {}, {}, {}, {}, {}, {})
 
     def resource(name: str, type_text: Any, existing: bool, value: Tree[Any], line: int,
                  parent: Resource | None) -> Resource:
@@ -389,17 +397,21 @@ def parse(path: Path) -> BicepFile:
         if element.data == "scope":
             parsed.target_scope = syntax.token(kids[0])[1]
         elif element.data == "param":
-            allowed = None
-            if kids[0] is not None:
-                for deco in kids[0].children:
-                    if deco.data == "deco_allowed":
-                        allowed = syntax.expr(deco.children[0])[1]
             default = syntax.expr(kids[3]) if len(kids) > 3 and kids[3] is not None else None
-            parsed.params[str(kids[1])] = Param(str(kids[2].children[0]), default, allowed)
+            param = Param(str(kids[2].children[0]), default, None)
+            for deco in kids[0].children if kids[0] is not None else ():
+                if deco.data == "deco_allowed":
+                    param.allowed = syntax.expr(deco.children[0])[1]
+                elif deco.data == "deco_min_val":
+                    param.low = int(deco.children[0])
+                elif deco.data == "deco_max_val":
+                    param.high = int(deco.children[0])
+            parsed.params[str(kids[1])] = param
         elif element.data == "var":
             parsed.vars[str(kids[1])] = syntax.expr(kids[2])
         elif element.data == "output":
             parsed.outputs[str(kids[1])] = syntax.expr(kids[3])
+            parsed.output_types[str(kids[1])] = str(kids[2].children[0])
         elif element.data == "resource":
             made = resource(str(kids[1]), kids[2].children[0], kids[3] is not None, kids[4],
                             line, None)
@@ -507,8 +519,10 @@ class Scope:
     """Names visible in one file for one call of it: parameters (bound by the caller or their
     defaults), variables, resources."""
 
-    def __init__(self, file: BicepFile, bound: dict[str, Any], caller: str) -> None:
+    def __init__(self, file: BicepFile, bound: dict[str, Any], caller: str,
+                 load: Any = None) -> None:
         self.file = file
+        self.load = load  # path -> BicepFile, for module outputs' declared types
         self.bound = bound
         self.caller = caller
         self._values: dict[str, Any] = {}
@@ -535,14 +549,17 @@ class Scope:
         if param is not None:
             # Unbound, a parameter is any of its @allowed values, else its default.
             allowed = [self.eval(a) for a in param.allowed] if param.allowed else None
+            declared = Unknown("parameter", _KINDS.get(param.type), param.low, param.high)
             if name in self.bound:
                 value = self.bound[name]
             elif allowed:
-                value = Unknown("parameter")
+                value = declared
             elif param.default is not None:
                 value = self.eval(param.default)
+                if param.low is not None or param.high is not None:
+                    value = _one_of([value, declared])  # any value in the declared range
             else:
-                value = Unknown("parameter")
+                value = declared
             if allowed and _unknown(value):
                 return OneOf(tuple(allowed))
             return value
@@ -558,7 +575,7 @@ class Scope:
             parts = [p if isinstance(p, str) else self.eval(p) for p in expr[1]]
             if all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in parts):
                 return "".join(str(p) for p in parts)
-            return Unknown("expression")
+            return Unknown("expression", "string")
         if kind == "ref":
             return self.lookup(expr[1])
         if kind == "obj":
@@ -571,6 +588,8 @@ class Scope:
             return [self.eval(e) for e in expr[1]]
         if kind == "cond":
             return _one_of([self.eval(expr[2]), self.eval(expr[3])])
+        if kind == "chain" and expr[1][0] == "ref" and expr[1][1] in self.file.modules:
+            return self.module_output(expr)
         if kind == "chain" and expr[1][0] == "ref" and expr[1][1] not in self.symbols:
             value = self.lookup(expr[1][1])
             for segment in expr[2]:
@@ -586,7 +605,35 @@ class Scope:
             return value
         if kind == "loop":
             return Unknown("loop")
+        if kind == "func":
+            return Unknown("expression", _FUNCTION_KINDS.get(expr[1]))
         return Unknown("expression")
+
+    def module_output(self, chain: Any) -> Any:
+        module = self.file.modules[chain[1][1]]
+        segments = chain[2]
+        if self.load is None or len(segments) != 2 or segments[0] != ("prop", "outputs") \
+                or segments[1][0] != "prop" or not module.path.exists():
+            return Unknown("expression")
+        declared = self.load(module.path).output_types.get(segments[1][1])
+        return Unknown("expression", _KINDS.get(declared or ""))
+
+
+_KINDS = {"string": "string", "int": "int", "bool": "bool", "object": "object", "array": "array"}
+
+_FUNCTION_KINDS = {
+    **{f: "string" for f in (
+        "string_func", "guid", "unique_string", "to_lower", "to_upper", "format", "replace",
+        "substring", "trim", "uri", "uri_component", "uri_component_to_string", "base64_func",
+        "base64_to_string", "data_uri", "data_uri_to_string", "pad_left", "new_guid", "utc_now",
+        "resource_id", "subscription_resource_id", "tenant_resource_id",
+        "extension_resource_id", "management_group_resource_id", "join",
+        "load_text_content", "load_file_as_base64", "date_time_add", "date_time_from_epoch")},
+    **{f: "int" for f in ("int_func", "length", "index_of", "last_index_of",
+                          "date_time_to_epoch")},
+    **{f: "bool" for f in ("bool_func", "empty", "contains", "starts_with", "ends_with")},
+    **{f: "array" for f in ("array_func", "split", "flatten", "pick_zones")},
+}
 
 
 def _unknown(value: Any) -> bool:
@@ -633,7 +680,7 @@ class Checker:
                    depth: int) -> None:
         if depth > 10:
             raise RecursionError(f"module nesting too deep at {file.path}")
-        scope = Scope(file, bound, caller)
+        scope = Scope(file, bound, caller, self.file)
         for resource in file.all_resources():
             self.check_resource(resource, scope)
         for expr in file.expressions():
@@ -763,8 +810,7 @@ class Checker:
     def check_value(self, value: Any, t: T, path: str) -> list[str]:
         """Problems of `value` against type `t` (skips are counted on the report)."""
         if isinstance(value, Unknown):
-            self.report.skipped[value.why] += 1
-            return []
+            return self.check_unknown(value, t, path)
         if isinstance(value, OneOf):
             return [p for option in value.options for p in self.check_value(option, t, path)]
         kind, e = t.kind, t.entry
@@ -825,6 +871,33 @@ class Checker:
                                          e.get("additionalProperties"), path)
             return self.check_discriminated(value, t, path)
         return [f"{at}: cannot check against a {kind}"]
+
+    def check_unknown(self, value: Unknown, t: T, path: str) -> list[str]:
+        """An expression's declared type (and range) against the property's type; its value
+        stays undecided (counted as skipped) unless the type says no more than its kind."""
+        accepted = _accepted_kinds(t)
+        if value.kind is None or accepted is None:
+            self.report.skipped[value.why] += 1
+            return []
+        at = path or "body"
+        self.report.checked += 1
+        if value.kind not in accepted:
+            article = "an" if value.kind[0] in "aeiou" else "a"
+            return [f"{at}: {article} {value.kind} expression where {t.describe()} is expected"]
+        e = t.entry
+        if t.kind == "IntegerType" and value.kind == "int":
+            low, high = e.get("minValue"), e.get("maxValue")
+            if (low is not None and (value.low is None or value.low < low)) or \
+                    (high is not None and (value.high is None or value.high > high)):
+                declared = f"[{_bound(value.low)}, {_bound(value.high)}]"
+                return [f"{at}: a parameter allowing {declared} where Azure accepts "
+                        f"[{_bound(low)}, {_bound(high)}]: add @minValue/@maxValue"]
+            return []
+        if t.kind in ("StringType", "BooleanType", "AnyType") and not {
+                "pattern", "minLength", "maxLength"} & set(e):
+            return []
+        self.report.skipped[value.why] += 1
+        return []
 
     def check_discriminated(self, value: dict[Any, Any], t: T, path: str) -> list[str]:
         e = t.entry
@@ -1006,6 +1079,26 @@ def _param_problems(value: Any, param: Param, scope: Scope) -> list[str]:
         if value not in allowed:
             return [f"{_show(value)} is not one of the @allowed values {allowed}"]
     return []
+
+
+def _accepted_kinds(t: T) -> set[str] | None:
+    """The Bicep kinds a type accepts (None: any)."""
+    kind = t.kind
+    if kind == "UnionType":
+        kinds: set[str] = set()
+        for ref in t.entry["elements"]:
+            member = _accepted_kinds(t.follow(ref))
+            if member is None:
+                return None
+            kinds |= member
+        return kinds
+    return {"StringType": {"string"}, "StringLiteralType": {"string"}, "IntegerType": {"int"},
+            "BooleanType": {"bool"}, "ObjectType": {"object"},
+            "DiscriminatedObjectType": {"object"}, "ArrayType": {"array"}}.get(kind)
+
+
+def _bound(value: int | None) -> str:
+    return "unbounded" if value is None else str(value)
 
 
 def _readable_properties(t: T) -> dict[str, Any] | None:

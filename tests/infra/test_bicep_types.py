@@ -98,6 +98,12 @@ STORAGE_PROPERTIES = (r"(resource \w+ 'Microsoft\.Storage/storageAccounts@[^']+'
                  id="nested-array-object"),
     pytest.param(r"http20Enabled: true", "http20Enabled: 'true'",
                  "siteConfig.http20Enabled: 'true' is not a bool", id="wrong-scalar-type"),
+    pytest.param(r"retentionInDays: retentionInDays", "retentionInDays: string(retentionInDays)",
+                 "properties.retentionInDays: a string expression where integer is expected",
+                 id="expression-type"),
+    pytest.param(r"@maxValue\(365\)(\nparam blobSoftDeleteDays)", r"@maxValue(400)\1",
+                 "deleteRetentionPolicy.days: a parameter allowing [1, 400] where Azure accepts "
+                 "[1, 365]", id="parameter-range"),
     pytest.param(r"emailAddress: alertEmail", "email: alertEmail",
                  "emailReceivers[0].email: unknown property", id="conditional-branch"),
     pytest.param(r"Microsoft\.ManagedIdentity/userAssignedIdentities@2023-01-31",
