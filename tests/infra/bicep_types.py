@@ -940,8 +940,9 @@ class Checker:
                     problems += self.check_value(v, t.follow(additional), at)
                     continue
                 near = [p for p in properties if p.lower() == key.lower()]
+                settable = sorted(n for n, q in properties.items() if not q["flags"] & READ_ONLY)
                 hint = (f"; it is spelt {near[0]!r}" if near else
-                        f"; allowed: {', '.join(sorted(properties))}")
+                        f"; allowed: {', '.join(settable)}")
                 problems.append(f"{at}: unknown property of {t.describe()}{hint}")
                 continue
             if prop["flags"] & READ_ONLY:
