@@ -194,13 +194,11 @@ class Syntax:
         """An expression inside ${...}, parsed by the same grammar as a variable's value."""
         line = self.line
         tree = _parser.lark_parser.parse(f"var x = {source}\n")
-        value = tree.children[0].children[-1]
-        self.line = -1  # positions inside are relative to the snippet: keep the string's line
         try:
-            result = self.expr(_strip_positions(value))
+            result = self.expr(tree.children[0].children[-1])
         finally:
             self.line = line
-        return _reline(result, line)
+        return _reline(result, line)  # positions inside are the snippet's: use the string's
 
     def accessor(self, node: Tree[Any]) -> Any:
         kids = node.children
@@ -211,13 +209,6 @@ class Syntax:
             return _extend(base, [("index", self.expr(kids[1]))], self.line)
         kind = "child" if node.data == "nested_resource_accessor" else "prop"
         return _attach(base, self.expr(kids[1]), kind, self.line)
-
-
-def _strip_positions(tree: Any) -> Any:
-    if isinstance(tree, Tree):
-        for sub in tree.iter_subtrees():
-            sub.meta.line = 0  # type: ignore[misc]
-    return tree
 
 
 def _reline(expr: Any, line: int) -> Any:
@@ -1069,12 +1060,25 @@ def _param_problems(value: Any, param: Param, scope: Scope) -> list[str]:
     """A value passed to a module parameter against its declared type and @allowed list."""
     if isinstance(value, OneOf):
         return [p for option in value.options for p in _param_problems(option, param, scope)]
-    if isinstance(value, Unknown) or value is None:
+    if value is None:
         return []
     expected = _PARAM_TYPES.get(param.type)
+    if isinstance(value, Unknown):
+        if value.kind and expected and value.kind != param.type:
+            article = "an" if param.type[0] in "aeiou" else "a"
+            return [f"a {value.kind} expression is passed to {article} {param.type} parameter"]
+        if value.kind == "int" and (
+                (param.low is not None and (value.low is None or value.low < param.low))
+                or (param.high is not None and (value.high is None or value.high > param.high))):
+            return [f"a value in [{_bound(value.low)}, {_bound(value.high)}] is passed where "
+                    f"the module accepts [{_bound(param.low)}, {_bound(param.high)}]"]
+        return []
     if expected and (not isinstance(value, expected)
                      or (param.type == "int" and isinstance(value, bool))):
         return [f"{_show(value)} is not a {param.type}"]
+    if isinstance(value, int) and (param.low is not None and value < param.low
+                                   or param.high is not None and value > param.high):
+        return [f"{value} is outside the module's [{_bound(param.low)}, {_bound(param.high)}]"]
     if param.allowed is not None:
         allowed = [scope.eval(a) for a in param.allowed]
         if value not in allowed:

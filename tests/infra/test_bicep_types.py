@@ -226,6 +226,42 @@ output endpoint string = account.properties.primaryEndpoints.blob
     assert len(report.errors) == 2
 
 
+def test_module_parameters_are_checked_against_their_declarations(tmp_path: Path) -> None:
+    report = checked(tmp_path, {
+        "main.bicep": """
+@minValue(1)
+@maxValue(100)
+param days int = 7
+module one 'app/one.bicep' = {
+  name: 'one'
+  params: {
+    days: days
+    count: 20
+    enabled: 'yes'
+    label: toLower('X')
+  }
+}
+""",
+        "app/one.bicep": """
+@maxValue(30)
+param days int
+@minValue(1)
+@maxValue(10)
+param count int
+param enabled bool
+param label int
+output days int = days
+""",
+    })
+    text = "\n".join(report.errors)
+    assert "parameter 'days': a value in [1, 100] is passed where the module accepts " \
+           "[unbounded, 30]" in text
+    assert "parameter 'count': 20 is outside the module's [1, 10]" in text
+    assert "parameter 'enabled': 'yes' is not a bool" in text
+    assert "parameter 'label': a string expression is passed to an int parameter" in text
+    assert len(report.errors) == 4
+
+
 def test_scope_of_a_resource_type(tmp_path: Path) -> None:
     report = checked(tmp_path, {"main.bicep": """
 targetScope = 'subscription'
