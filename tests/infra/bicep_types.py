@@ -142,8 +142,10 @@ class Syntax:
             self.line = node.meta.line
         kind = node.data
         kids = node.children
-        if kind in ("operator", "function") and len(kids) == 1:
+        if kind == "operator":
             return self.expr(kids[0])
+        if kind == "function":
+            return self.function(kids[0])
         if kind in ("string", "int", "true", "false", "null", "multi_line_string"):
             if kind == "int":
                 return ("lit", int(kids[0]))
@@ -173,12 +175,13 @@ class Syntax:
             return ("if", self.expr(kids[0]), self.expr(kids[1]))
         if kind in ("decorator",) or kind.startswith("deco_"):
             return ("lit", None)
-        args = [self.expr(k) for k in kids if isinstance(k, Tree)]
-        trailing = [str(k) for k in kids if isinstance(k, Token)]
-        if kind in _FUNCTION_RULES:
-            call = ("func", kind, args)
-            return ("chain", call, [("prop", t) for t in trailing], self.line) if trailing else call
-        return ("op", kind, args)
+        return ("op", kind, [self.expr(k) for k in kids if isinstance(k, Tree)])
+
+    def function(self, node: Tree[Any]) -> Any:
+        """A function call; a property after it (`tenant().tenantId`) makes it a chain."""
+        call = ("func", node.data, [self.expr(k) for k in node.children if isinstance(k, Tree)])
+        trailing = [("prop", str(k)) for k in node.children if isinstance(k, Token)]
+        return ("chain", call, trailing, self.line) if trailing else call
 
     def token(self, token: Token, key: bool = False) -> Any:
         text = str(token)
@@ -240,22 +243,6 @@ def _attach(base: Any, right: Any, kind: str, line: int) -> Any:
     if right[0] == "cond":
         return ("cond", _attach(base, right[1], kind, line), right[2], right[3])
     return ("op", "unparsed_accessor", [base, right])
-
-
-_FUNCTION_RULES = {
-    "any_func", "array_func", "concat", "contains", "empty", "first", "flatten", "intersection",
-    "last", "length", "max_func", "min_func", "skip", "take", "union", "date_time_add",
-    "date_time_from_epoch", "date_time_to_epoch", "utc_now", "deployment", "environment",
-    "load_file_as_base64", "load_json_content", "load_yaml_content", "load_text_content",
-    "filter", "bool_func", "int_func", "json_func", "extension_resource_id", "list_func",
-    "management_group_resource_id", "pick_zones", "reference", "resource_id",
-    "subscription_resource_id", "tenant_resource_id", "management_group", "resource_group",
-    "subscription", "tenant", "base64_func", "base64_to_json", "base64_to_string", "data_uri",
-    "data_uri_to_string", "ends_with", "format", "guid", "index_of", "last_index_of",
-    "new_guid", "pad_left", "replace", "split", "join", "starts_with", "string_func",
-    "substring", "to_lower", "to_upper", "trim", "unique_string", "uri", "uri_component",
-    "uri_component_to_string",
-}
 
 
 def walk(expr: Any) -> Any:
