@@ -498,9 +498,9 @@ class Scope:
     defaults), variables, resources."""
 
     def __init__(self, file: BicepFile, bound: dict[str, Any], caller: str,
-                 load: Any = None) -> None:
+                 checker: Checker | None = None) -> None:
         self.file = file
-        self.load = load  # path -> BicepFile, for module outputs' declared types
+        self.checker = checker  # for module outputs' and resource properties' types
         self.bound = bound
         self.caller = caller
         self._values: dict[str, Any] = {}
@@ -568,7 +568,10 @@ class Scope:
             return _one_of([self.eval(expr[2]), self.eval(expr[3])])
         if kind == "chain" and expr[1][0] == "ref" and expr[1][1] in self.file.modules:
             return self.module_output(expr)
-        if kind == "chain" and expr[1][0] == "ref" and expr[1][1] not in self.symbols:
+        if kind == "chain" and expr[1][0] == "ref" and expr[1][1] in self.symbols:
+            kind_read = self.checker.path_kind(expr, self) if self.checker and expr[2] else None
+            return Unknown("expression", kind_read)
+        if kind == "chain" and expr[1][0] == "ref":
             value = self.lookup(expr[1][1])
             for segment in expr[2]:
                 if segment[0] == "prop" and isinstance(value, dict) and segment[1] in value:
@@ -590,10 +593,10 @@ class Scope:
     def module_output(self, chain: Any) -> Any:
         module = self.file.modules[chain[1][1]]
         segments = chain[2]
-        if self.load is None or len(segments) != 2 or segments[0] != ("prop", "outputs") \
+        if self.checker is None or len(segments) != 2 or segments[0] != ("prop", "outputs") \
                 or segments[1][0] != "prop" or not module.path.exists():
             return Unknown("expression")
-        declared = self.load(module.path).output_types.get(segments[1][1])
+        declared = self.checker.file(module.path).output_types.get(segments[1][1])
         return Unknown("expression", _KINDS.get(declared or ""))
 
 
@@ -658,7 +661,7 @@ class Checker:
                    depth: int) -> None:
         if depth > 10:
             raise RecursionError(f"module nesting too deep at {file.path}")
-        scope = Scope(file, bound, caller, self.file)
+        scope = Scope(file, bound, caller, self)
         for resource in file.all_resources():
             self.check_resource(resource, scope)
         for expr in file.expressions():
@@ -945,19 +948,28 @@ class Checker:
             return
         if root[0] != "ref" or root[1] not in scope.symbols or not segments:
             return
-        resource = scope.symbols[root[1]]
-        where = f"{self.where(scope.file.path, line)}: {_chain_text(chain)}"
         self.report.paths += 1
-        current: Resource | None = resource
+        _, problem = self.resolve_path(chain, scope)
+        if problem:
+            self.report.errors.append(
+                f"{self.where(scope.file.path, line)}: {_chain_text(chain)}: {problem}")
+
+    def path_kind(self, chain: Any, scope: Scope) -> str | None:
+        """The Bicep kind of what a chain rooted at a resource reads (None: not known)."""
+        t, problem = self.resolve_path(chain, scope)
+        return None if problem or t is None else _kind_of(t)
+
+    def resolve_path(self, chain: Any, scope: Scope) -> tuple[T | None, str | None]:
+        """The type a chain rooted at a resource reads, or what is wrong with the chain.
+        (None, None): not decidable (an untyped resource, AnyType)."""
+        current: Resource | None = scope.symbols[chain[1][1]]
         t: T | None = None
-        for segment in segments:
+        for segment in chain[2]:
             if current is not None:
                 if segment[0] == "child":
                     child = current.children.get(segment[1])
                     if child is None:
-                        self.report.errors.append(
-                            f"{where}: {current.symbol} has no nested resource {segment[1]}")
-                        return
+                        return None, f"{current.symbol} has no nested resource {segment[1]}"
                     current = child
                     continue
                 if segment[0] == "call":
@@ -966,37 +978,32 @@ class Checker:
                     if output is None:
                         if self.types.body(current.type_api) is None and \
                                 not self.types.has_functions(current.type_api):
-                            return  # the resource itself is reported as missing
-                        self.report.errors.append(
-                            f"{where}: {current.type_api} has no function {segment[1]}()")
-                        return
+                            return None, None  # the resource itself is reported as missing
+                        return None, f"{current.type_api} has no function {segment[1]}()"
                     current, t = None, output
                     continue
                 t = self.types.body(current.type_api)
                 if t is None:
-                    return  # reported with the resource
+                    return None, None  # reported with the resource
                 t = self.narrow(t, current, scope)
                 current = None
             assert t is not None
             if segment[0] == "call":
-                self.report.errors.append(f"{where}: {segment[1]}() is called on a value")
-                return
+                return None, f"{segment[1]}() is called on a value"
             if t.kind == "AnyType":
-                return
+                return None, None
             if segment[0] == "index":
                 if t.kind == "ArrayType":
                     t = t.follow(t.entry["itemType"])
                 elif t.kind == "ObjectType" and t.entry.get("additionalProperties"):
                     t = t.follow(t.entry["additionalProperties"])
                 else:
-                    self.report.errors.append(f"{where}: a {t.describe()} cannot be indexed")
-                    return
+                    return None, f"a {t.describe()} cannot be indexed"
                 continue
             name = segment[1]
             properties = _readable_properties(t)
             if properties is None:
-                self.report.errors.append(f"{where}: a {t.describe()} has no property {name!r}")
-                return
+                return None, f"a {t.describe()} has no property {name!r}"
             prop = properties.get(name)
             if prop is None:
                 if t.kind == "ObjectType" and t.entry.get("additionalProperties"):
@@ -1005,13 +1012,11 @@ class Checker:
                 near = [p for p in properties if p.lower() == name.lower()]
                 hint = f"; it is spelt {near[0]!r}" if near else \
                     f"; it has {', '.join(sorted(properties)) or 'no properties'}"
-                self.report.errors.append(f"{where}: {t.describe()} has no property "
-                                          f"{name!r}{hint}")
-                return
+                return None, f"{t.describe()} has no property {name!r}{hint}"
             if prop["flags"] & WRITE_ONLY:
-                self.report.errors.append(f"{where}: {name!r} is write-only (cannot be read)")
-                return
+                return None, f"{name!r} is write-only (cannot be read)"
             t = t.follow(prop["type"])
+        return t, None
 
     def check_module_output(self, chain: Any, scope: Scope) -> None:
         _, root, segments, line = chain
@@ -1087,6 +1092,11 @@ def _accepted_kinds(t: T) -> set[str] | None:
     return {"StringType": {"string"}, "StringLiteralType": {"string"}, "IntegerType": {"int"},
             "BooleanType": {"bool"}, "ObjectType": {"object"},
             "DiscriminatedObjectType": {"object"}, "ArrayType": {"array"}}.get(kind)
+
+
+def _kind_of(t: T) -> str | None:
+    kinds = _accepted_kinds(t)
+    return next(iter(kinds)) if kinds and len(kinds) == 1 else None
 
 
 def _bound(value: int | None) -> str:

@@ -101,6 +101,9 @@ STORAGE_PROPERTIES = (r"(resource \w+ 'Microsoft\.Storage/storageAccounts@[^']+'
     pytest.param(r"retentionInDays: retentionInDays", "retentionInDays: string(retentionInDays)",
                  "properties.retentionInDays: a string expression where integer is expected",
                  id="expression-type"),
+    pytest.param(r"WorkspaceResourceId: (\w+)\.id", r"WorkspaceResourceId: \1.properties",
+                 "WorkspaceResourceId: an object expression where string is expected",
+                 id="resource-property-type"),
     pytest.param(r"@maxValue\(365\)(\nparam blobSoftDeleteDays)", r"@maxValue(400)\1",
                  "deleteRetentionPolicy.days: a parameter allowing [1, 400] where Azure accepts "
                  "[1, 365]", id="parameter-range"),
