@@ -15,7 +15,10 @@ that catches deployment bugs:
 * module calls are followed: a module's parameters take the caller's values where those are
   literal (or parameters/variables that are), so a literal passed into a module is checked
   where the module uses it; a file no module calls is checked with its parameters' defaults (or
-  each `@allowed` value).
+  each `@allowed` value); values passed to a module are checked against its parameters;
+* an expression whose value is unknown still has a Bicep type (a parameter's declared type and
+  @minValue/@maxValue range, a function's result, a module output's declared type, the type of
+  a property read from a resource), checked against the property it is assigned to.
 
 What it cannot decide (an expression whose value is only known at deployment, a loop, a
 discriminator or object key that is an expression) it skips and counts in `Report.skipped`.
