@@ -10,6 +10,8 @@ that catches deployment bugs:
 * each body is checked against its type: unknown properties, read-only properties that are set,
   required properties that are missing, values outside a closed enum, integers out of range,
   nested objects and arrays, discriminated objects (`kind`, `odata.type`, a config's `name`);
+* every name an expression uses is declared (a parameter, variable, resource, module, loop or
+  lambda variable);
 * every property path read from a resource, through resource functions too
   (`site::host.listKeys().systemKeys.blobs_extension`), exists in the type and is readable;
 * module calls are followed: a module's parameters take the caller's values where those are
@@ -87,7 +89,7 @@ class UnknownKey:
 #   ("func", name, [expr])              function call
 #   ("op", name, [expr])                operator (comparison, logic, arithmetic)
 #   ("cond", test, then, else)
-#   ("loop", body) and ("if", test, body)
+#   ("loop", body, [iterable, filter]) and ("if", test, body)
 
 _ACCESSORS = {"property_accessor", "nested_resource_accessor", "function_accessor",
               "index_accessor"}
@@ -135,6 +137,7 @@ class Syntax:
 
     def __init__(self) -> None:
         self.line = 0
+        self.locals: set[str] = set()  # loop and lambda variables
 
     def expr(self, node: Any) -> Any:
         if node is None:
@@ -173,7 +176,10 @@ class Syntax:
         if kind == "conditional":
             return ("cond", *(self.expr(k) for k in kids))
         if kind == "loop":
-            return ("loop", self.expr(kids[-1]))
+            header = kids[0].children
+            self.locals |= {str(k) for k in header if isinstance(k, Token)}
+            others = [self.expr(k) for k in [*header, kids[1]] if isinstance(k, Tree)]
+            return ("loop", self.expr(kids[-1]), others)
         if kind == "deploy_condition":
             return ("if", self.expr(kids[0]), self.expr(kids[1]))
         if kind in ("decorator",) or kind.startswith("deco_"):
@@ -182,8 +188,11 @@ class Syntax:
 
     def function(self, node: Tree[Any]) -> Any:
         """A function call; a property after it (`tenant().tenantId`) makes it a chain."""
-        call = ("func", node.data, [self.expr(k) for k in node.children if isinstance(k, Tree)])
-        trailing = [("prop", str(k)) for k in node.children if isinstance(k, Token)]
+        kids = node.children
+        last = max((i for i, k in enumerate(kids) if isinstance(k, Tree)), default=-1)
+        self.locals |= {str(k) for k in kids[:last] if isinstance(k, Token)}  # x => ...
+        call = ("func", node.data, [self.expr(k) for k in kids if isinstance(k, Tree)])
+        trailing = [("prop", str(k)) for k in kids[last + 1:] if isinstance(k, Token)]
         return ("chain", call, trailing, self.line) if trailing else call
 
     def token(self, token: Token, key: bool = False) -> Any:
@@ -276,6 +285,7 @@ class Resource:
     body: Any  # ("obj", ...) expression
     line: int
     file: Path
+    raw: Any  # the declared value, with its loop or condition
     loop: bool = False
     conditional: bool = False
     parent_symbol: str | None = None  # nested: the enclosing resource
@@ -293,6 +303,7 @@ class Module:
     body: Any
     line: int
     loop: bool
+    raw: Any
 
 
 @dataclass
@@ -314,6 +325,12 @@ class BicepFile:
     output_types: dict[str, str]
     resources: dict[str, Resource]  # top-level symbols
     modules: dict[str, Module]
+    locals: set[str] = field(default_factory=set)  # loop and lambda variables
+
+    def names(self) -> set[str]:
+        """Every name an expression in this file may use."""
+        return (set(self.params) | set(self.vars) | set(self.modules) | self.locals
+                | {r.symbol for r in self.all_resources()})
 
     def all_resources(self) -> list[Resource]:
         out: list[Resource] = []
@@ -328,8 +345,8 @@ class BicepFile:
         """Everything in the file that can read a resource's properties."""
         exprs = [p.default for p in self.params.values() if p.default is not None]
         exprs += list(self.vars.values()) + list(self.outputs.values())
-        exprs += [r.body for r in self.all_resources()]
-        exprs += [m.body for m in self.modules.values()]
+        exprs += [r.raw for r in self.all_resources()]
+        exprs += [m.raw for m in self.modules.values()]
         return exprs
 
 
@@ -358,9 +375,10 @@ def parse(path: Path) -> BicepFile:
             if "/" not in type_name:
                 type_name = f"{parent.type}/{type_name}"
             api = api or parent.api
-        body, loop, conditional = _unwrap(syntax.expr(value))
-        made = Resource(name, type_name, api, existing, body, line, path, loop, conditional,
-                        parent.symbol if parent else None)
+        raw = syntax.expr(value)
+        body, loop, conditional = _unwrap(raw)
+        made = Resource(name, type_name, api, existing, body, line, path, raw, loop,
+                        conditional, parent.symbol if parent else None)
         if body[0] == "obj":
             for child in body[2]:
                 kid = resource(str(child.children[0]), child.children[1],
@@ -399,9 +417,11 @@ def parse(path: Path) -> BicepFile:
             parsed.resources[made.symbol] = made
         elif element.data == "module":
             target = syntax.token(kids[2].children[0])[1]
-            body, loop, _ = _unwrap(syntax.expr(kids[3]))
+            raw = syntax.expr(kids[3])
+            body, loop, _ = _unwrap(raw)
             parsed.modules[str(kids[1])] = Module(str(kids[1]), (path.parent / target).resolve(),
-                                                  body, line, loop)
+                                                  body, line, loop, raw)
+    parsed.locals = syntax.locals
     return parsed
 
 
@@ -667,10 +687,17 @@ class Checker:
         scope = Scope(file, bound, caller, self)
         for resource in file.all_resources():
             self.check_resource(resource, scope)
+        names = file.names()
         for expr in file.expressions():
             for node in walk(expr):
                 if node[0] == "chain":
                     self.check_path(node, scope)
+                elif node[0] == "ref" and node[1] not in names:
+                    problem = (f"{self.where(file.path, _line_of(file.path, node[1]))}: "
+                               f"{node[1]!r} is not a parameter, variable, resource or module "
+                               f"of this file")
+                    if problem not in self.report.errors:
+                        self.report.errors.append(problem)
         for module in file.modules.values():
             self.check_module(module, scope, depth)
 
@@ -1116,6 +1143,14 @@ def _readable_properties(t: T) -> dict[str, Any] | None:
             merged.update(t.follow(ref).entry.get("properties", {}))
         return merged
     return None
+
+
+def _line_of(path: Path, name: str) -> int:
+    """The first line using `name` outside a comment (names carry no position)."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if re.search(rf"\b{re.escape(name)}\b", line.split("//", 1)[0]):
+            return number
+    return 0
 
 
 def _chain_text(chain: Any) -> str:
