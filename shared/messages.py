@@ -6,6 +6,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 
+from shared.blob_names import check_blob_name, normal_member_name
 from shared.tables import hashed_key
 
 MAX_MESSAGE_BYTES = 48 * 1024  # Azure allows 64 KB after base64; stay well under it
@@ -45,7 +46,7 @@ class ItemMessage:
         try:
             data = json.loads(text)
             return cls(export=str(data["export"]), member=str(data["member"]),
-                       blob=str(data["blob"]), size=int(data["size"]),
+                       blob=check_blob_name(str(data["blob"])), size=int(data["size"]),
                        version=int(data.get("version", 1)), trace=str(data.get("trace", "")),
                        run=str(data.get("run", "")), attempt=int(data.get("attempt", 0)),
                        retry_until=float(data.get("retry_until", 0.0)))
@@ -54,9 +55,10 @@ class ItemMessage:
 
 
 def item_blob_name(export: str, member: str) -> str:
-    """Deterministic, so splitting an export again overwrites rather than adds."""
+    """Deterministic, so splitting an export again overwrites rather than adds; the member's
+    name is normalised, so `./TG-1.eml` and `TG-1.eml` name one blob (and are duplicates)."""
     stem = export[:-4] if export.lower().endswith(".zip") else export
-    return f"{stem}/{member}"
+    return f"{stem}/{normal_member_name(member)}"
 
 
 def new_run() -> str:

@@ -62,6 +62,12 @@ class Settings:
     retry_base_seconds: int = 30  # first re-queue delay after a failed delivery; then doubled
     retry_max_delay_seconds: int = 3600
     retry_horizon_seconds: int = 24 * 3600  # after the first failure; then failed + poison
+    oversize_policy: str = "skip"  # skip | stub | import (shared/policies.py)
+    damaged_policy: str = "quarantine"  # quarantine | best_effort
+    # The archived mailboxes' maximum message size (Exchange Online: 35 MB unless an admin
+    # raised MaxReceiveSize, up to 150 MB); OVERSIZE_POLICY=import stays within it.
+    mailbox_max_message_bytes: int = 35 * 1024 * 1024
+    preserved_container: str = "preserved"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +116,13 @@ class Settings:
             retry_max_delay_seconds=_int(env, "RETRY_MAX_DELAY_SECONDS",
                                          cls.retry_max_delay_seconds),
             retry_horizon_seconds=_int(env, "RETRY_HORIZON_SECONDS", cls.retry_horizon_seconds),
+            oversize_policy=_choice(env, "OVERSIZE_POLICY", cls.oversize_policy,
+                                    ("skip", "stub", "import")),
+            damaged_policy=_choice(env, "DAMAGED_POLICY", cls.damaged_policy,
+                                   ("quarantine", "best_effort")),
+            mailbox_max_message_bytes=_int(env, "MAILBOX_MAX_MESSAGE_BYTES",
+                                           cls.mailbox_max_message_bytes),
+            preserved_container=env.get("PRESERVED_CONTAINER", cls.preserved_container),
         ).validated()
 
     def require_telemessage(self) -> Settings:
@@ -149,6 +162,9 @@ class Settings:
                                 "604800 (a queue message's longest delay)")
         if self.retry_horizon_seconds < 0:
             raise SettingsError("RETRY_HORIZON_SECONDS must not be negative")
+        if not self.max_item_bytes <= self.mailbox_max_message_bytes <= 150 * 1024 * 1024:
+            raise SettingsError("MAILBOX_MAX_MESSAGE_BYTES must be at least MAX_ITEM_BYTES and "
+                                "at most 150 MB (Exchange Online's largest message size)")
         if not 1 <= self.graph_max_concurrency_per_mailbox <= 4:
             raise SettingsError("GRAPH_MAX_CONCURRENCY_PER_MAILBOX must be 1..4 (Graph's limit)")
         return self

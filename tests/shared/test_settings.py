@@ -16,6 +16,17 @@ def test_defaults_match_the_design() -> None:
     assert settings.auto_mapping is True
     assert (settings.retry_base_seconds, settings.retry_max_delay_seconds,
             settings.retry_horizon_seconds) == (30, 3600, 24 * 3600)
+    assert (settings.oversize_policy, settings.damaged_policy) == ("skip", "quarantine")
+    assert settings.mailbox_max_message_bytes == 35 * 1024 * 1024  # Exchange Online's default
+    assert settings.preserved_container == "preserved"
+
+
+def test_item_policies_are_read() -> None:
+    settings = Settings.from_env({**BASE, "OVERSIZE_POLICY": "import",
+                                  "DAMAGED_POLICY": "best_effort",
+                                  "MAILBOX_MAX_MESSAGE_BYTES": str(150 * 1024 * 1024)})
+    assert (settings.oversize_policy, settings.damaged_policy) == ("import", "best_effort")
+    assert settings.mailbox_max_message_bytes == 150 * 1024 * 1024
 
 
 def test_identity_based_storage_is_accepted() -> None:
@@ -42,6 +53,10 @@ def test_telemessage_credentials_are_required_only_to_fetch() -> None:
     ({"RETRY_BASE_SECONDS": "60", "RETRY_MAX_DELAY_SECONDS": "30"}, "RETRY_MAX_DELAY_SECONDS"),
     ({"RETRY_MAX_DELAY_SECONDS": "700000"}, "604800"),
     ({"RETRY_HORIZON_SECONDS": "-1"}, "RETRY_HORIZON_SECONDS"),
+    ({"OVERSIZE_POLICY": "truncate"}, "OVERSIZE_POLICY"),
+    ({"DAMAGED_POLICY": "import"}, "DAMAGED_POLICY"),
+    ({"MAILBOX_MAX_MESSAGE_BYTES": str(151 * 1024 * 1024)}, "150 MB"),
+    ({"MAILBOX_MAX_MESSAGE_BYTES": "1000"}, "at least MAX_ITEM_BYTES"),
 ])
 def test_bad_settings_name_the_setting(extra: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
