@@ -1,11 +1,12 @@
 """Admin commands: inspect, mapping validate/upload, report, status, replay.
 
-`python -m shared --help` lists them; each has its own --help."""
+`python -m shared --help` lists them; each has its own --help. Everything they print goes
+through shared.terminal: names and details come from exports, whose control characters must not
+reach the admin's terminal."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import zipfile
 from pathlib import Path
@@ -13,6 +14,11 @@ from pathlib import Path
 from shared.eml import InvalidItem, parse_eml
 from shared.export_format import check_export, read_member
 from shared.mapping import parse_mapping_csv
+from shared.terminal import printable, printable_json, printable_lines
+
+
+def say(text: str, err: bool = False) -> None:
+    print(printable_lines(text), file=sys.stderr if err else sys.stdout)
 
 
 def inspect_command(args: argparse.Namespace) -> int:
@@ -22,33 +28,34 @@ def inspect_command(args: argparse.Namespace) -> int:
             with zipfile.ZipFile(path) as zf:
                 check = check_export(zf)
                 if args.member is None:
-                    print(json.dumps({
+                    say(printable_json({
                         "manifest_count": check.manifest.count if check.manifest else None,
                         "members": [{"name": m.name, "size": m.size, "rejected": m.rejected,
                                      "detail": m.detail} for m in check.members],
                         "problems": [{"code": p.code, "detail": p.detail,
                                       "names": list(p.names)} for p in check.problems],
-                    }, indent=2, ensure_ascii=False))
+                    }))
                     return 1 if any(m.rejected for m in check.members) else 0
                 member = next((m for m in check.members if m.name == args.member), None)
                 if member is None:
-                    print(f"error: no member {args.member!r} in {path}", file=sys.stderr)
+                    say(f"error: no member {printable(args.member)} in {printable(path)}",
+                        err=True)
                     return 2
                 if member.rejected:
-                    print(f"quarantined: {member.rejected}: {member.detail}", file=sys.stderr)
+                    say(f"quarantined: {member.rejected}: {printable(member.detail)}", err=True)
                     return 1
                 data = b"".join(read_member(zf, member, member.size))
         else:
             data = path.read_bytes()
     except (OSError, zipfile.BadZipFile) as exc:
-        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        say(f"error: cannot read {printable(path)}: {printable(exc)}", err=True)
         return 2
     try:
         item = parse_eml(data)
     except InvalidItem as invalid:
-        print(f"quarantined: {invalid.reason}: {invalid.detail}", file=sys.stderr)
+        say(f"quarantined: {invalid.reason}: {printable(invalid.detail)}", err=True)
         return 1
-    print(json.dumps(item.to_json(), indent=2, ensure_ascii=False))
+    say(printable_json(item.to_json()))
     return 0
 
 
@@ -56,23 +63,23 @@ def mapping_command(args: argparse.Namespace) -> int:
     try:
         text = args.file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        say(f"error: cannot read {printable(args.file)}: {printable(exc)}", err=True)
         return 2
     table, errors = parse_mapping_csv(text)
     for error in errors:
-        print(f"{args.file}:{error.line}: {error.reason}", file=sys.stderr)
+        say(f"{printable(args.file)}:{error.line}: {printable(error.reason)}", err=True)
     if errors:
-        print(f"{len(errors)} bad row(s); nothing applied", file=sys.stderr)
+        say(f"{len(errors)} bad row(s); nothing applied", err=True)
         return 1
     if args.action == "validate":
-        print(f"ok: {len(table.by_phone)} number(s) mapped")
+        say(f"ok: {len(table.by_phone)} number(s) mapped")
         return 0
     from shared.clients import runtime
     from shared.mapping_store import MappingStore
 
     rt = runtime()
     MappingStore(rt.blob_service, rt.settings.mapping_blob).upload(text)
-    print(f"uploaded: {len(table.by_phone)} number(s) mapped; replay unmapped items to apply")
+    say(f"uploaded: {len(table.by_phone)} number(s) mapped; replay unmapped items to apply")
     return 0
 
 
@@ -84,14 +91,15 @@ def report_command(args: argparse.Namespace) -> int:
     reports = [r for r in all_reports(rt.state, rt.outcomes)
                if args.day is None or r.day == args.day]
     if args.json:
-        print(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
+        say(printable_json([r.to_json() for r in reports]))
     else:
-        print(render_summary(reports))
+        say(render_summary(reports))
     return 0 if all(r.reconciled for r in reports) else 1
 
 
 def progress(done: int, total: int, what: str) -> None:
     """A bar in a terminal, plain lines elsewhere (CI logs)."""
+    what = printable(what)
     if sys.stderr.isatty() and total:
         filled = int(30 * done / total)
         print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {what[:50]:<50}",
@@ -121,8 +129,9 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         result = replayer.poison(args.dry_run)
     verb = "would re-queue" if result.dry_run else "re-queued"
-    print(f"{verb} {result.items} item(s) from {len(result.exports)} export(s)"
-          + (f"; not found: {', '.join(result.missing[:20])}" if result.missing else ""))
+    say(f"{verb} {result.items} item(s) from {len(result.exports)} export(s)"
+        + (f"; not found: {', '.join(printable(m) for m in result.missing[:20])}"
+           if result.missing else ""))
     return 1 if result.missing else 0
 
 
@@ -133,15 +142,16 @@ def status_command(args: argparse.Namespace) -> int:
     depths = rt.queue_depths()
     checkpoint = rt.state.checkpoint()
     fetch = rt.state.last_run("fetch") or {}
-    print(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
-    print(f"last fetch      {fetch.get('at', 'never')}: stored {fetch.get('stored', 0)}, "
-          f"skipped {fetch.get('skipped', 0)}, "
-          f"{'ERROR ' + fetch['error'] if fetch.get('error') else 'ok'}")
-    print(f"queue {rt.settings.items_queue:<24} {depths['items']}")
-    print(f"queue {rt.settings.items_queue + '-poison':<24} {depths['poison']}")
+    say(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
+    say(f"last fetch      {printable(fetch.get('at', 'never'))}: "
+        f"stored {printable(fetch.get('stored', 0))}, "
+        f"skipped {printable(fetch.get('skipped', 0))}, "
+        f"{'ERROR ' + printable(fetch['error']) if fetch.get('error') else 'ok'}")
+    say(f"queue {rt.settings.items_queue:<24} {depths['items']}")
+    say(f"queue {rt.settings.items_queue + '-poison':<24} {depths['poison']}")
     poisoned = depths["poison"]
     if poisoned:
-        print("poison queue not empty: fix the cause, then `python -m shared replay poison`")
+        say("poison queue not empty: fix the cause, then `python -m shared replay poison`")
     return 1 if poisoned or fetch.get("error") else 0
 
 

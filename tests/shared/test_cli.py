@@ -101,3 +101,44 @@ def test_module_entry_point_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "shared", "--help"], capture_output=True,
                           text=True, check=False, cwd=Path(__file__).parents[2])
     assert done.returncode == 0 and "inspect" in done.stdout and "replay" in done.stdout
+
+
+HOSTILE = "x\x1b]0;owned\x07\x1b[2J\x9b1A\u202edlrow\nimported: 999"
+
+
+def test_report_and_status_escape_control_characters_from_exports(
+        storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in storage_env.items():
+        monkeypatch.setenv(key, value)
+    set_runtime(None)
+    from shared.clients import runtime
+    from shared.outcomes import ItemOutcome, Outcome
+    from shared.state import ExportRecord
+
+    rt = runtime()
+    export = f"202611250000-TeleMessage_1_{HOSTILE}.zip"
+    rt.state.record_export(ExportRecord(export, "2026-11-25", 2, 2, 2, 0, split_at="x",
+                                        problems=[{"code": "manifest_missing",
+                                                   "detail": HOSTILE}]))
+    rt.outcomes.record(ItemOutcome(export, "a.eml", Outcome.UNMAPPED, unmapped=[HOSTILE]))
+    rt.outcomes.record(ItemOutcome(export, "b.eml", Outcome.QUARANTINED, reason=HOSTILE,
+                                   detail=HOSTILE))
+    rt.state.record_run("fetch", {"at": "now", "error": HOSTILE})
+    try:
+        main(["report"])
+        summary = capsys.readouterr().out
+        main(["report", "--json"])
+        as_json = capsys.readouterr().out
+        main(["status"])
+        status = capsys.readouterr().out
+    finally:
+        set_runtime(None)
+    for shown in (summary, as_json, status):
+        for control in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert control not in shown
+    assert "\\x1b]0;owned" in summary and "\\x1b]0;owned" in status
+    assert not any(line.startswith("imported: 999") for line in summary.splitlines() +
+                   status.splitlines())  # a newline in a value cannot forge a line
+    [report] = json.loads(as_json)
+    assert report["export"] == export  # the JSON still says exactly what was stored
