@@ -177,6 +177,8 @@ var names = {
   mappingBlob: 'config/mapping.csv'
   itemsQueue: 'items'
   itemsPoisonQueue: 'items-poison'
+  replayQueue: 'replay'
+  replayPoisonQueue: 'replay-poison'
   blobTriggerPoisonQueue: 'webjobs-blobtrigger-poison'
   stateTable: 'connectorstate'
   ledgerTable: 'ledger'
@@ -242,6 +244,8 @@ module storage 'app/storage.bicep' = {
     deadLetterContainerName: names.deadLetterContainer
     itemsQueueName: names.itemsQueue
     itemsPoisonQueueName: names.itemsPoisonQueue
+    replayQueueName: names.replayQueue
+    replayPoisonQueueName: names.replayPoisonQueue
     blobTriggerPoisonQueueName: names.blobTriggerPoisonQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
@@ -319,6 +323,7 @@ module functionApp 'app/function.bicep' = {
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
     itemsQueueName: names.itemsQueue
+    replayQueueName: names.replayQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
     outcomesTableName: names.outcomesTable

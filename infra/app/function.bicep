@@ -41,6 +41,7 @@ param itemsContainerName string
 param reportsContainerName string
 param quarantineContainerName string
 param itemsQueueName string
+param replayQueueName string
 param stateTableName string
 param ledgerTableName string
 param outcomesTableName string
@@ -192,6 +193,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     REPORTS_CONTAINER: reportsContainerName
     QUARANTINE_CONTAINER: quarantineContainerName
     ITEMS_QUEUE: itemsQueueName
+    REPLAY_QUEUE: replayQueueName
     STATE_TABLE: stateTableName
     LEDGER_TABLE: ledgerTableName
     OUTCOMES_TABLE: outcomesTableName
