@@ -169,16 +169,19 @@ def configure(env: dict[str, str] | None = None) -> None:
     _configured = True
     env = dict(os.environ) if env is None else env
     connection = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "")
+    exported = env.get("TELEMETRY_LOGGER", "")
     if connection:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         configure_azure_monitor(
-            connection_string=connection, logger_name=env.get("TELEMETRY_LOGGER", ""),
+            connection_string=connection, logger_name=exported,
             span_processors=[ScrubbingSpanProcessor()],
             instrumentation_options={name: {"enabled": False} for name in _OFF})
     for name in _CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
     install_redaction(logging.getLogger())
+    if exported:  # the distro's handler sits on that logger, not on the root
+        install_redaction(logging.getLogger(exported))
 
 
 def install_redaction(logger: logging.Logger) -> None:

@@ -107,9 +107,21 @@ def test_configure_registers_the_processor_and_turns_off_url_instrumentations(
     seen: dict[str, object] = {}
     import azure.monitor.opentelemetry as distro
 
-    monkeypatch.setattr(distro, "configure_azure_monitor", lambda **kw: seen.update(kw))
+    exporter_handler = logging.NullHandler()  # what the distro adds to the named logger
+    exported = logging.getLogger("shared.exported")
+
+    def fake_distro(**kw: object) -> None:
+        seen.update(kw)
+        exported.addHandler(exporter_handler)
+
+    monkeypatch.setattr(distro, "configure_azure_monitor", fake_distro)
     monkeypatch.setattr(telemetry, "_configured", False)
-    telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"})
+    try:
+        telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
+                             "TELEMETRY_LOGGER": "shared.exported"})
+    finally:
+        exported.removeHandler(exporter_handler)
+    assert any(isinstance(f, telemetry.RedactingFilter) for f in exporter_handler.filters)
     processors = seen["span_processors"]
     assert isinstance(processors, list) and isinstance(processors[0], ScrubbingSpanProcessor)
     options = seen["instrumentation_options"]
