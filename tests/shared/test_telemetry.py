@@ -128,3 +128,15 @@ def test_configure_registers_the_processor_and_turns_off_url_instrumentations(
     assert isinstance(options, dict) and options["requests"] == {"enabled": False}
     assert logging.getLogger("azure.monitor.opentelemetry.exporter").getEffectiveLevel() \
         >= logging.WARNING
+
+
+@pytest.mark.parametrize("unit", ["a", "a-", "1-", '"a":', "a%", "a=", "bearer "])
+def test_redaction_stays_linear_on_hostile_text(unit: str) -> None:
+    """A vendor's error body or a library's message can be long and crafted; a quadratic
+    pattern would take minutes on this. A generous bound, not a benchmark."""
+    import time
+
+    text = unit * (200_000 // len(unit))
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 5.0
