@@ -283,6 +283,16 @@ module rbac 'app/rbac.bicep' = {
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
+    exportsContainerName: names.exportsContainer
+    itemsContainerName: names.itemsContainer
+    reportsContainerName: names.reportsContainer
+    quarantineContainerName: names.quarantineContainer
+    configContainerName: names.configContainer
+    deadLetterContainerName: names.deadLetterContainer
+    itemsQueueName: names.itemsQueue
+    itemsPoisonQueueName: names.itemsPoisonQueue
+    stateTableName: names.stateTable
+    outcomesTableName: names.outcomesTable
   }
 }
 
@@ -363,6 +373,16 @@ module alerts 'app/alerts.bicep' = {
     systemTopicName: eventGrid.outputs.name
     throttleAlertThreshold: throttleAlertThreshold
     maxDequeueCount: maxDequeueCount
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from shared.eml import InvalidItem, parse_eml
-from shared.export_format import check_export, read_member
+from shared.export_format import ExportCheck, check_export, read_member
+from shared.item import Item
 from shared.mapping import parse_mapping_csv
 from shared.terminal import printable, printable_json, printable_lines
 
@@ -28,13 +31,10 @@ def inspect_command(args: argparse.Namespace) -> int:
             with zipfile.ZipFile(path) as zf:
                 check = check_export(zf)
                 if args.member is None:
-                    say(printable_json({
-                        "manifest_count": check.manifest.count if check.manifest else None,
-                        "members": [{"name": m.name, "size": m.size, "rejected": m.rejected,
-                                     "detail": m.detail} for m in check.members],
-                        "problems": [{"code": p.code, "detail": p.detail,
-                                      "names": list(p.names)} for p in check.problems],
-                    }))
+                    if args.json:
+                        say(printable_json(_export_json(check)))
+                    else:
+                        say(_export_summary(path.name, check))
                     return 1 if any(m.rejected for m in check.members) else 0
                 member = next((m for m in check.members if m.name == args.member), None)
                 if member is None:
@@ -55,8 +55,56 @@ def inspect_command(args: argparse.Namespace) -> int:
     except InvalidItem as invalid:
         say(f"quarantined: {invalid.reason}: {printable(invalid.detail)}", err=True)
         return 1
-    say(printable_json(item.to_json()))
+    say(printable_json(item.to_json()) if args.json else _item_summary(item))
     return 0
+
+
+def _export_json(check: ExportCheck) -> dict[str, Any]:
+    return {
+        "manifest_count": check.manifest.count if check.manifest else None,
+        "members": [{"name": m.name, "size": m.size, "rejected": m.rejected,
+                     "detail": m.detail} for m in check.members],
+        "problems": [{"code": p.code, "detail": p.detail, "names": list(p.names)}
+                     for p in check.problems],
+    }
+
+
+def _export_summary(name: str, check: ExportCheck) -> str:
+    rejected = [m for m in check.members if m.rejected]
+    manifest = ("no manifest" if check.manifest is None else
+                 f"manifest {printable(check.manifest.name)}, count {check.manifest.count}")
+    lines = [f"export     {printable(name)}", f"manifest   {manifest}",
+             f"members    {len(check.members)}: {len(check.accepted)} accepted, "
+             f"{len(rejected)} refused",
+             f"bytes      {sum(m.size for m in check.members)} uncompressed"]
+    for reason, count in Counter(m.rejected for m in rejected).most_common():
+        names = [printable(m.name) for m in rejected if m.rejected == reason]
+        lines.append(f"refused    {reason} x{count}: {', '.join(names[:5])}"
+                     + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
+    lines += [f"problem    {p.code}: {printable(p.detail)}" for p in check.problems]
+    lines.append("(--json for every member; add a member name to see its item)")
+    return "\n".join(lines)
+
+
+def _item_summary(item: Item) -> str:
+    chat = item.chat.group_name or item.chat.thread_name or item.chat.thread_id or "-"
+    lines = [f"archive key  {printable(item.archive_key)}", f"kind         {item.kind.value}",
+             f"captured     {item.captured_at.isoformat()}",
+             f"chat         {printable(chat)}{' (group)' if item.chat.is_group else ''}",
+             f"direction    {item.direction.value}",
+             f"from         {printable(item.sender.label())}"]
+    lines += [f"to           {printable(p.label())}" for p in item.recipients]
+    lines.append(f"text         {len(item.text)} characters")
+    lines += [f"attachment   {printable(a.name)} ({printable(a.content_type)}, {a.size} bytes)"
+              for a in item.attachments]
+    if item.deleted:
+        lines.append(f"deleted      original sent {item.deleted.original_sent}")
+    if item.call:
+        lines.append(f"call         {printable(item.call.call_type)} "
+                     f"{printable(item.call.status)}, "
+                     f"{item.call.duration_seconds} s")
+    lines.append("(--json for the whole normalized item)")
+    return "\n".join(lines)
 
 
 def mapping_command(args: argparse.Namespace) -> int:
@@ -87,10 +135,20 @@ def report_command(args: argparse.Namespace) -> int:
     from shared.clients import runtime
     from shared.reports import all_reports, render_summary
 
+    if args.html and args.day is None:
+        say("error: --html needs a DATE (the report is per day)", err=True)
+        return 2
     rt = runtime()
     reports = [r for r in all_reports(rt.state, rt.outcomes)
                if args.day is None or r.day == args.day]
-    if args.json:
+    if args.html:
+        from datetime import UTC, datetime
+
+        from shared.report_html import render_day
+
+        args.html.write_text(render_day(args.day, reports, datetime.now(UTC)), encoding="utf-8")
+        say(f"wrote {printable(args.html)}: {len(reports)} export(s) of {printable(args.day)}")
+    elif args.json:
         say(printable_json([r.to_json() for r in reports]))
     else:
         say(render_summary(reports))
@@ -158,10 +216,11 @@ def status_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared")
     commands = parser.add_subparsers(dest="command", required=True)
-    inspect_parser = commands.add_parser("inspect", help="print the normalized item of an EML "
-                                         "file or of one member of an export ZIP as JSON")
+    inspect_parser = commands.add_parser("inspect", help="summarize an EML file, an export "
+                                         "ZIP or one member of it (--json: all of it)")
     inspect_parser.add_argument("file", type=Path)
     inspect_parser.add_argument("member", nargs="?")
+    inspect_parser.add_argument("--json", action="store_true")
     inspect_parser.set_defaults(run=inspect_command)
     mapping_parser = commands.add_parser("mapping", help="validate or upload the mapping CSV")
     mapping_parser.add_argument("action", choices=["validate", "upload"])
@@ -170,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     report_parser = commands.add_parser("report", help="per-export reports")
     report_parser.add_argument("day", nargs="?", help="YYYY-MM-DD")
     report_parser.add_argument("--json", action="store_true")
+    report_parser.add_argument("--html", type=Path, metavar="FILE",
+                               help="write the day's readable report (as reconcile does)")
     report_parser.set_defaults(run=report_command)
     status_parser = commands.add_parser("status", help="checkpoint, last fetch, queue depths")
     status_parser.set_defaults(run=status_command)

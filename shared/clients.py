@@ -138,7 +138,7 @@ def graph_client(settings: Settings) -> GraphServiceClient:
     """msgraph-sdk pointed at GRAPH_BASE_URL; the SDK's own retries are off because a blind
     retry of a create after a 504 can duplicate an item (ours ask Graph first)."""
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
-    auth = _graph_auth(settings, host)
+    auth = _graph_auth(settings.require_graph(), host)
     options = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0,
                                                                 should_retry=False)}
     http = GraphClientFactory.create_with_default_middleware(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +58,11 @@ class Importer:
             span.set_attribute("outcome", outcome.outcome.value)
             span.set_attribute("archive_key", digest(outcome.archive_key))
         items_outcome.add(1, {"outcome": outcome.outcome.value, "reason": outcome.reason})
+        # lag_seconds: from capture to the recorded outcome (-1: not parsed, capture unknown).
+        lag = round(time.time() - outcome.captured, 1) if outcome.captured else -1
         event(log, "item outcome", export=message.export, outcome=outcome.outcome.value,
               reason=outcome.reason, archive_key=digest(outcome.archive_key),
-              mailboxes=len(outcome.mailboxes))
+              mailboxes=len(outcome.mailboxes), lag_seconds=lag)
         return outcome
 
     async def _import(self, message: ItemMessage) -> ItemOutcome:
@@ -83,17 +86,18 @@ class Importer:
             await self.run_io(self._keep, message.blob, data)
             return outcome(Outcome.QUARANTINED, reason=invalid.reason,
                            detail=f"{invalid.detail} (kept as {kept})")
+        captured = item.captured_at.timestamp()
         content = len(item.text.encode()) + sum(a.size for a in item.attachments)
         if content > self.max_item_bytes:
             return outcome(Outcome.OVERSIZE, reason="oversize", archive_key=item.archive_key,
-                           kind=item.kind.value,
+                           kind=item.kind.value, captured=captured,
                            detail=f"item content is {content} bytes; limit "
                                   f"{self.max_item_bytes}")
         resolution = await self.mapper.resolve(item)
         unmapped = [p.phone or p.email or p.name for p in resolution.unmapped]
         if not resolution.targets:
             return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
-                           kind=item.kind.value, unmapped=unmapped,
+                           kind=item.kind.value, unmapped=unmapped, captured=captured,
                            detail="no participant maps to a Microsoft 365 user")
         per_mailbox, refusals = await self._write_all(
             item, [(t.mailbox, t.upn) for t in resolution.targets])
@@ -103,6 +107,7 @@ class Importer:
                      if result is MailboxOutcome.NO_MAILBOX]
         reason = {Outcome.UNMAPPED: "no_mailbox", Outcome.QUARANTINED: "graph_rejected"}
         return outcome(combined, archive_key=item.archive_key, kind=item.kind.value,
+                       captured=captured,
                        mailboxes={upn: value.value for upn, value in per_mailbox.items()},
                        unmapped=unmapped, reason=reason.get(combined, ""),
                        detail="; ".join(refusals))

@@ -51,6 +51,7 @@ class ItemOutcome:
     mailboxes: dict[str, str] = field(default_factory=dict)  # mailbox UPN -> MailboxOutcome
     unmapped: list[str] = field(default_factory=list)  # participant numbers/addresses
     updated: float = 0.0
+    captured: float = 0.0  # when the item was captured (epoch seconds; 0 before parsing)
 
     @staticmethod
     def combine(per_mailbox: dict[str, MailboxOutcome]) -> Outcome:
@@ -116,6 +117,7 @@ def _entity(outcome: ItemOutcome) -> dict[str, Any]:
         "mailboxes": json.dumps(outcome.mailboxes, sort_keys=True),
         "unmapped": json.dumps(outcome.unmapped[:200]),
         "updated": time.time(),
+        "captured": outcome.captured,
     }
 
 
@@ -126,4 +128,4 @@ def _from_entity(entity: dict[str, Any]) -> ItemOutcome:
         size=int(entity.get("size", 0)), archive_key=entity.get("archive_key", ""),
         kind=entity.get("kind", ""), mailboxes=json.loads(entity.get("mailboxes") or "{}"),
         unmapped=json.loads(entity.get("unmapped") or "[]"),
-        updated=float(entity.get("updated", 0)))
+        updated=float(entity.get("updated", 0)), captured=float(entity.get("captured", 0)))

@@ -115,6 +115,20 @@ class Settings:
                 raise SettingsError(f"setting {name} is required to fetch exports")
         return self
 
+    def require_graph(self) -> Settings:
+        """The app registration kinds need their tenant, client id and credential; the default,
+        managed_identity, needs nothing (GRAPH_CLIENT_ID names a user-assigned identity)."""
+        needed = {"client_secret": (("GRAPH_CLIENT_SECRET", self.graph_client_secret),),
+                  "certificate": (("GRAPH_CERTIFICATE_PATH", self.graph_certificate_path),)}
+        if self.graph_credential_kind in needed:
+            for name, value in (("GRAPH_TENANT_ID", self.graph_tenant_id),
+                                ("GRAPH_CLIENT_ID", self.graph_client_id),
+                                *needed[self.graph_credential_kind]):
+                if not value:
+                    raise SettingsError(f"setting {name} is required with "
+                                        f"GRAPH_CREDENTIAL_KIND={self.graph_credential_kind}")
+        return self
+
     def validated(self) -> Settings:
         if self.graph_credential_kind == "static_token":
             host = self.graph_base_url.split("://", 1)[-1].split("/", 1)[0].split(":")[0]

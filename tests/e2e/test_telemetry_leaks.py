@@ -166,6 +166,14 @@ def test_the_run_emitted_logs_spans_and_metrics(emitted: Emitted) -> None:
     assert any("item outcome" in json.dumps(e) for e in emitted.of_type("MessageData"))
 
 
+def test_imported_items_carry_their_lag_from_capture(emitted: Emitted) -> None:
+    """The workbook's lag chart reads lag_seconds of "item outcome" (yesterday's items)."""
+    lags = [float(found.group(1)) for line in emitted.logs
+            if " item outcome " in line and "outcome=imported" in line
+            and (found := re.search(r"lag_seconds=(-?[\d.]+)", line))]
+    assert lags and all(0 < lag < 3 * 86400 for lag in lags)
+
+
 def test_each_item_is_one_trace_from_split_to_import(emitted: Emitted) -> None:
     def traces(name: str) -> list[str]:
         return [e["tags"]["ai.operation.id"] for e in emitted.envelopes

@@ -133,6 +133,42 @@ MUTATIONS = [
     pytest.param("app/function.bicep", "    FETCH_SCHEDULE: fetchSchedule\n", "",
                  "FETCH_SCHEDULE is read by shared/settings.py but not set",
                  id="timer schedule dropped"),
+    # Issue 16.5: nobody but the app identity can write the deployment package.
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: storage\n",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on Microsoft.Storage/storageAccounts",
+                 id="operator blob role on the whole account"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: blobService\n",
+                 "covers the deployment package container",
+                 id="operator blob role on the blob service"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on the deployment's resource group",
+                 id="operator blob role on the resource group"),
+    pytest.param("app/eventgrid.bicep", "  scope: storage::blobService::deadLetterContainer\n",
+                 "  scope: storage\n", "deadLetterWriter gives systemTopic.identity.principalId",
+                 id="event grid dead-letter role on the whole account"),
+    pytest.param("app/storage.bicep", "        resourceName: exportsContainerName\n",
+                 "        resourceName: deploymentContainerName\n",
+                 "SFTP local user sftpUser has 'cwl' on the deployment package container",
+                 id="sftp user on the package container"),
+    pytest.param("main.bicep", "param reportSchedule string = '0 */10 * * * *'",
+                 "param reportSchedule string = '*/10 * * * *'",
+                 "the reconcile timer's schedule %REPORT_SCHEDULE% is '*/10 * * * *' in the "
+                 "Bicep: NCRONTAB needs 6 fields", id="5-field report schedule"),
+    pytest.param("main.bicep", "param fetchSchedule string = '0 30 1 * * *'",
+                 "param fetchSchedule string = '0 30 25 * * *'",
+                 "the fetch timer's schedule %FETCH_SCHEDULE% is '0 30 25 * * *' in the Bicep: "
+                 "NCRONTAB '0 30 25 * * *' does not parse", id="fetch schedule hour 25"),
+    # Graph is reached as the app's managed identity unless the operator chooses otherwise.
+    pytest.param("main.bicep", "param graphCredentialKind string = 'managed_identity'",
+                 "param graphCredentialKind string = 'client_secret'",
+                 "GRAPH_CREDENTIAL_KIND must default to 'managed_identity'",
+                 id="graph credential defaults to a secret"),
+    pytest.param("app/function.bicep", "    GRAPH_CLIENT_ID: effectiveGraphClientId\n",
+                 "    GRAPH_CLIENT_ID: graphClientId\n",
+                 "GRAPH_CLIENT_ID must default to the app identity's client id",
+                 id="graph client id not the app identity"),
 ]
 
 

@@ -46,3 +46,25 @@ def test_bad_settings_name_the_setting(extra: dict[str, str], message: str) -> N
 def test_password_is_not_in_repr() -> None:
     settings = Settings.from_env({**BASE, "TELEMESSAGE_PASSWORD": "hunter2-secret"})
     assert "hunter2-secret" not in repr(settings)
+
+
+def test_graph_defaults_to_the_managed_identity_and_needs_no_secret() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.graph_credential_kind == "managed_identity"
+    assert settings.require_graph() is settings  # no tenant, client id or secret needed
+
+
+@pytest.mark.parametrize(("extra", "missing"), [
+    ({"GRAPH_CREDENTIAL_KIND": "client_secret", "GRAPH_CLIENT_ID": "c",
+      "GRAPH_CLIENT_SECRET": "s"}, "GRAPH_TENANT_ID"),
+    ({"GRAPH_CREDENTIAL_KIND": "client_secret", "GRAPH_TENANT_ID": "t",
+      "GRAPH_CLIENT_ID": "c"}, "GRAPH_CLIENT_SECRET"),
+    ({"GRAPH_CREDENTIAL_KIND": "certificate", "GRAPH_TENANT_ID": "t"}, "GRAPH_CLIENT_ID"),
+    ({"GRAPH_CREDENTIAL_KIND": "certificate", "GRAPH_TENANT_ID": "t",
+      "GRAPH_CLIENT_ID": "c"}, "GRAPH_CERTIFICATE_PATH"),
+])
+def test_an_app_registration_needs_its_tenant_client_and_credential(
+        extra: dict[str, str], missing: str) -> None:
+    settings = Settings.from_env({**BASE, **extra})  # admin commands do not need Graph
+    with pytest.raises(SettingsError, match=missing):
+        settings.require_graph()
