@@ -42,6 +42,7 @@ from shared.mailbox_writer import FolderCache, MailboxWriter
 from shared.mapping import Directory, Mapper
 from shared.mapping_store import MappingStore
 from shared.outcomes import OutcomeStore
+from shared.policies import DamagedPolicy, OversizePolicy, Policies
 from shared.settings import Settings
 from shared.split import Splitter
 from shared.state import StateStore
@@ -129,9 +130,13 @@ class Runtime:
                         s.auto_mapping)
         writer = MailboxWriter(graph, FolderCache(graph, s.archive_folder_name), self.ledger,
                                self.run_io)
+        policies = Policies(OversizePolicy(s.oversize_policy), DamagedPolicy(s.damaged_policy),
+                            s.max_item_bytes, s.mailbox_max_message_bytes)
         return Importer(self.blob_service.get_container_client(s.items_container),
                         self.blob_service.get_container_client(s.quarantine_container),
-                        self.outcomes, mapper, writer, s.max_item_bytes, self.run_io)
+                        self.outcomes, mapper, writer, s.max_item_bytes, self.run_io, policies,
+                        self.blob_service.get_container_client(s.preserved_container),
+                        s.exports_container)
 
 
 def graph_client(settings: Settings) -> GraphServiceClient:

@@ -20,6 +20,7 @@ from shared.item import (
     Attachment,
     CallRecord,
     Chat,
+    Defect,
     DeletedMessage,
     Direction,
     Item,
@@ -48,17 +49,23 @@ class InvalidItem(ValueError):
         self.detail = detail
 
 
-def parse_eml(data: bytes) -> Item:
-    """Parse one TeleMessage EML. Raises InvalidItem; never anything else for bad data."""
+def parse_eml(data: bytes, *, fallback_date: datetime | None = None) -> Item:
+    """Parse one TeleMessage EML. Raises InvalidItem; never anything else for bad data.
+
+    With `fallback_date` (best-effort mode), a truncated or malformed MIME body or a missing or
+    unparsable Date does not raise: the item keeps what could be read, the defects are listed
+    in `item.defects`, and `fallback_date` stands in for an unreadable Date."""
     try:
-        return _parse(data)
+        return _parse(data, fallback_date)
     except InvalidItem:
         raise
     except Exception as exc:  # noqa: BLE001 - the email package raises many types on bad input
         raise InvalidItem("malformed_mime", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _parse(data: bytes) -> Item:
+def _parse(data: bytes, fallback_date: datetime | None = None) -> Item:
+    best_effort = fallback_date is not None
+    defects: list[Defect] = []
     if not data.strip():
         raise InvalidItem("empty", "the EML has no content")
     _check_header_sizes(data)
@@ -71,10 +78,19 @@ def _parse(data: bytes) -> Item:
                           "decrypt before import, never imported as ciphertext")
     if any(isinstance(d, _TRUNCATION_DEFECTS) for d in _all_defects(msg)):
         names = sorted({type(d).__name__ for d in _all_defects(msg)})
-        raise InvalidItem("truncated_mime",
-                          "multipart structure is incomplete: " + ", ".join(names))
+        truncated = InvalidItem("truncated_mime",
+                                "multipart structure is incomplete: " + ", ".join(names))
+        if not best_effort:
+            raise truncated
+        defects.append(Defect(truncated.reason, truncated.detail))
 
-    captured_at = _captured_at(msg)
+    try:
+        captured_at = _captured_at(msg)
+    except InvalidItem as undated:
+        if fallback_date is None:
+            raise
+        defects.append(Defect(undated.reason, undated.detail))
+        captured_at = fallback_date
     sender_list = _participants(msg, "from")
     recipients = _participants(msg, "to") + _participants(msg, "cc")
     if not sender_list and not recipients:
@@ -89,7 +105,14 @@ def _parse(data: bytes) -> Item:
     archive_key = archive_id or (message_id.strip("<>") if message_id else None) \
         or "sha256:" + hashlib.sha256(data).hexdigest()
     subject = _header(msg, "subject") or ""
-    text, html, attachments = _body_and_attachments(msg)
+    try:
+        text, html, attachments = _body_and_attachments(msg)
+    except Exception as exc:  # noqa: BLE001 - as in parse_eml: the body is unreadable
+        if not best_effort:
+            raise
+        defects.append(Defect("malformed_mime", f"the body could not be read: "
+                                                f"{type(exc).__name__}: {str(exc)[:200]}"))
+        text, html, attachments = "", None, []
 
     initiator_raw = _header(msg, f"{TM_PREFIX}archiveinitiator")
     initiator = to_e164(initiator_raw) if initiator_raw else None
@@ -117,6 +140,7 @@ def _parse(data: bytes) -> Item:
         deleted=_deleted(text, archive_key) if kind is ItemKind.DELETED else None,
         call=_call(msg) if kind is ItemKind.CALL else None,
         source_bytes=len(data),
+        defects=tuple(defects),
     )
 
 

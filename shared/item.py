@@ -90,6 +90,23 @@ class DeletedMessage:
 
 
 @dataclass(frozen=True)
+class Defect:
+    """What was wrong with a damaged EML that was imported anyway (DAMAGED_POLICY=best_effort):
+    `code` is the reason code it would have been quarantined with."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A visible marker on the mailbox item: `tag` goes in the subject, `text` in the body."""
+
+    tag: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Item:
     archive_key: str
     kind: ItemKind
@@ -108,6 +125,8 @@ class Item:
     deleted: DeletedMessage | None = None
     call: CallRecord | None = None
     source_bytes: int = 0
+    defects: tuple[Defect, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     @property
     def participants(self) -> tuple[Participant, ...]:
@@ -153,4 +172,6 @@ class Item:
                 "start": when(self.call.start), "end": when(self.call.end),
                 "duration_seconds": self.call.duration_seconds},
             "source_bytes": self.source_bytes,
+            "defects": [{"code": d.code, "detail": d.detail} for d in self.defects],
+            "notices": [{"tag": n.tag, "text": n.text} for n in self.notices],
         }

@@ -24,6 +24,8 @@ from shared.throttle import backoff_seconds
 class Outcome(StrEnum):
     QUEUED = "queued"  # split, not yet imported (pending)
     IMPORTED = "imported"
+    STUBBED = "stubbed"  # imported with attachments over the size limit replaced by notes
+    IMPORTED_DAMAGED = "imported_damaged"  # damaged EML imported with what could be read
     DUPLICATE = "duplicate"  # already in every target mailbox
     UNMAPPED = "unmapped"
     OVERSIZE = "oversize"
@@ -33,6 +35,8 @@ class Outcome(StrEnum):
 
 class MailboxOutcome(StrEnum):
     IMPORTED = "imported"
+    STUBBED = "stubbed"  # imported with attachments over the size limit replaced by notes
+    IMPORTED_DAMAGED = "imported_damaged"  # damaged EML imported with what could be read
     DUPLICATE = "duplicate"
     NO_MAILBOX = "no_mailbox"  # the user exists but has no usable mailbox
     REJECTED = "rejected"  # Graph refused the item itself (a permanent 400-class answer)

@@ -28,17 +28,25 @@ MAX_CSV_LINES = 1000
 MAX_ITEMS_PER_GROUP = 50
 
 # Known outcomes in reading order, with a colour each; others (added later) come after, grey.
-_COLOURS = {"imported": "#2e7d32", "duplicate": "#66bb6a", "unmapped": "#f9a825",
+_COLOURS = {"imported": "#2e7d32", "stubbed": "#558b2f", "imported_damaged": "#827717",
+            "duplicate": "#66bb6a", "unmapped": "#f9a825",
             "oversize": "#ef6c00", "quarantined": "#c62828", "failed": "#6a1b9a",
             "queued": "#1565c0"}
+_IMPORTED = {Outcome.IMPORTED.value, Outcome.STUBBED.value, Outcome.IMPORTED_DAMAGED.value}
 _SETTLED = {Outcome.IMPORTED.value, Outcome.DUPLICATE.value, Outcome.UNMAPPED.value}
 _REPLAYABLE = {"unmapped", "failed", "quarantined", "oversize", "queued"}  # replay's choices
 _GROUP_ADVICE = {
     "failed": "Retries exhausted (an outage, or Graph refusing for too long); the messages are "
               "in the poison queue. Fix the cause, then replay them",
     "quarantined": "The input itself is bad or Graph refused it; inspect the item "
-                   "(python -m shared inspect) and replay once the cause is fixed",
-    "oversize": "Over MAX_ITEM_BYTES; replay only after raising the limit",
+                   "(python -m shared inspect) and replay once the cause is fixed (a damaged "
+                   "EML: or after setting DAMAGED_POLICY=best_effort)",
+    "oversize": "Over MAX_ITEM_BYTES; replay after setting OVERSIZE_POLICY to stub or import "
+                "(or raising the limit)",
+    "stubbed": "In the mailboxes, each attachment over the limit replaced by a note; the "
+               "originals are in the preserved container (OVERSIZE_POLICY)",
+    "imported_damaged": "In the mailboxes with what could be read, the original EML attached "
+                        "and the defects named (DAMAGED_POLICY=best_effort)",
     "queued": "Split but not imported yet; if this stays, replay them",
 }
 LAG_BUCKETS = ((15 * 60, "< 15 min"), (3600, "15-60 min"), (6 * 3600, "1-6 h"),
@@ -165,7 +173,7 @@ def lags(reports: list[ExportReport]) -> list[float]:
     """Seconds from capture to the recorded import, for imported items whose capture time is
     known."""
     return [i.updated - i.captured for r in reports for i in r.items
-            if _value(i.outcome) == Outcome.IMPORTED.value and i.captured and i.updated]
+            if _value(i.outcome) in _IMPORTED and i.captured and i.updated]
 
 
 def _duration(seconds: float) -> str:

@@ -137,16 +137,17 @@ def render_summary(reports: list[ExportReport]) -> str:
     lines: list[str] = []
     totals = add_up(reports)
     columns = [o.value for o in Outcome if o is not Outcome.QUEUED] + ["queued"]
-    lines.append(f"{'export':<52} {'manifest':>8} " + " ".join(f"{c:>11}" for c in columns)
-                 + "  reconciled")
+    width = {c: max(11, len(c)) for c in columns}
+    lines.append(f"{'export':<52} {'manifest':>8} "
+                 + " ".join(f"{c:>{width[c]}}" for c in columns) + "  reconciled")
     for report in reports:
         manifest = "-" if report.manifest_count is None else str(report.manifest_count)
         lines.append(f"{printable(report.export)[:52]:<52} {manifest:>8} "
-                     + " ".join(f"{report.outcomes.get(c, 0):>11}" for c in columns)
+                     + " ".join(f"{report.outcomes.get(c, 0):>{width[c]}}" for c in columns)
                      + ("  yes" if report.reconciled
                         else f"  NO: {printable(report.discrepancy())}"))
     lines.append(f"{'total':<52} {'':>8} "
-                 + " ".join(f"{totals.outcomes.get(c, 0):>11}" for c in columns))
+                 + " ".join(f"{totals.outcomes.get(c, 0):>{width[c]}}" for c in columns))
     if totals.reasons:
         lines.append("quarantined/failed by reason: " + ", ".join(
             f"{printable(r)}={n}" for r, n in totals.reasons.most_common()))

@@ -24,6 +24,33 @@ def test_the_settings_the_code_reads_are_discovered() -> None:
     assert {"TELEMESSAGE_PASSWORD", "GRAPH_BASE_URL", "ITEMS_QUEUE", "MAX_DEQUEUE_COUNT",
             "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__clientId"} <= read
     assert "name" not in read  # the readers' own env.get(name)
+    assert {"OVERSIZE_POLICY", "DAMAGED_POLICY", "MAILBOX_MAX_MESSAGE_BYTES",
+            "PRESERVED_CONTAINER"} <= read
+
+
+def test_the_item_policies_are_set_with_the_codes_defaults() -> None:
+    settings = contract.app_settings(contract.load_deployment(REPO / "infra"))[0]
+    defaults = contract.settings_defaults({"OVERSIZE_POLICY", "DAMAGED_POLICY",
+                                           "MAILBOX_MAX_MESSAGE_BYTES"})
+    assert {name: settings[name] for name in defaults} == {
+        name: str(value) for name, value in defaults.items()}
+    assert settings["PRESERVED_CONTAINER"] == "preserved"
+
+
+def test_the_preserved_container_has_a_time_based_retention_policy() -> None:
+    """Withheld attachments are the only copy outside the export: WORM, unconditionally."""
+    dep = contract.load_deployment(REPO / "infra")
+    periods = {}
+    for policy, scope in dep.resources(
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"):
+        body = contract._body(policy)
+        parent = scope.file.resources[contract.evaluate(body["parent"], scope).symbol]
+        props = contract._body(body["properties"])
+        periods[contract._resource_name(parent, scope)] = (
+            contract.evaluate(props["immutabilityPeriodSinceCreationInDays"], scope),
+            policy.condition)
+    days, condition = periods["preserved"]
+    assert condition is None and days == 2555
 
 
 def test_discovery_follows_constants_and_fstrings(tmp_path: Path) -> None:

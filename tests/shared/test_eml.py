@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -142,3 +142,67 @@ def test_corpus_message_becomes_an_item_or_a_reasoned_quarantine(path: Path) -> 
     assert item.captured_at.tzinfo is not None
     assert item.participants
     assert item.to_json()["archive_key"] == item.archive_key
+
+
+# ---- Best-effort mode (DAMAGED_POLICY=best_effort) -------------------------------------------
+
+EXPORT_DAY = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_best_effort_reads_a_truncated_multipart_and_names_the_defect() -> None:
+    sim = first("media", lambda i: len(i.attachments) >= 1 and i.attachments[0].size > 2000)
+    data = build_eml(sim)
+    cut = data[: data.index(b"filename=") + 2000]  # inside the first attachment
+    item = parse_eml(cut, fallback_date=EXPORT_DAY)
+    assert [d.code for d in item.defects] == ["truncated_mime"]
+    assert "CloseBoundaryNotFoundDefect" in item.defects[0].detail
+    assert item.text == sim.body  # what could be read is kept
+    assert item.captured_at == sim.captured_at  # the Date was readable
+    assert item.archive_key == sim.archive_id
+    assert person_matches(item.sender, sim.sender)
+
+
+def test_best_effort_uses_the_fallback_date_when_there_is_none() -> None:
+    sim = first("text")
+    data = build_eml(sim)
+    start = data.index(b"Date: ")
+    undated = data[:start] + data[data.index(b"\r\n", start) + 2:]
+    with pytest.raises(InvalidItem, match="unparsable_date"):
+        parse_eml(undated)
+    item = parse_eml(undated, fallback_date=EXPORT_DAY)
+    assert item.captured_at == EXPORT_DAY
+    assert [d.code for d in item.defects] == ["unparsable_date"]
+    assert item.text == sim.body
+    unparsable = parse_eml(BAD["unparsable_date"], fallback_date=EXPORT_DAY)
+    assert unparsable.captured_at == EXPORT_DAY and "yesterday-ish" in unparsable.defects[0].detail
+
+
+def test_best_effort_keeps_a_sound_item_free_of_defects() -> None:
+    sim = first("media")
+    assert parse_eml(build_eml(sim), fallback_date=EXPORT_DAY).defects == ()
+
+
+@pytest.mark.parametrize("reason", ["empty", "no_participants", "header_too_large"])
+def test_best_effort_still_refuses_what_cannot_be_attributed(reason: str) -> None:
+    with pytest.raises(InvalidItem) as caught:
+        parse_eml(BAD[reason], fallback_date=EXPORT_DAY)
+    assert caught.value.reason == reason
+
+
+def test_best_effort_never_imports_byok_ciphertext() -> None:
+    sim = next(i for i in DAY if i.encrypted)
+    with pytest.raises(InvalidItem, match="encrypted_byok"):
+        parse_eml(build_eml(sim), fallback_date=EXPORT_DAY)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_best_effort_leaves_only_unattributable_corpus_messages_quarantined(path: Path) -> None:
+    try:
+        item = parse_eml(path.read_bytes(), fallback_date=EXPORT_DAY)
+    except InvalidItem as invalid:
+        assert invalid.reason in {"no_participants", "header_too_large", "empty",
+                                  "encrypted_byok"}
+        return
+    assert item.participants
+    assert {d.code for d in item.defects} <= {"truncated_mime", "malformed_mime",
+                                              "unparsable_date"}

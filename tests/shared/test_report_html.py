@@ -21,7 +21,13 @@ from shared.clients import runtime, set_runtime
 from shared.mapping import parse_mapping_csv
 from shared.outcomes import ItemOutcome, Outcome
 from shared.pipeline import publish_reports_now
-from shared.report_html import MAX_MAILBOX_ROWS, csv_line, render_day, replay_command
+from shared.report_html import (
+    MAX_MAILBOX_ROWS,
+    csv_line,
+    lags,
+    render_day,
+    replay_command,
+)
 from shared.reports import ExportReport, export_report
 from shared.state import ExportRecord
 
@@ -143,6 +149,22 @@ def test_each_group_has_its_replay_command_and_unknown_outcomes_are_shown() -> N
     assert replay_command("stubbed", [EXPORT_1]) is None  # replay has no such choice
     assert replay_command("quarantined", ["a b.zip"]) == (
         "python -m shared replay outcomes quarantined --exports 'a b.zip'")
+
+
+def test_stubbed_and_damaged_items_are_explained_and_count_in_the_lag() -> None:
+    captured = NOW.timestamp() - 7200
+    report = _report(EXPORT_1, [
+        ItemOutcome(EXPORT_1, "a.eml", Outcome.STUBBED, reason="oversize", captured=captured,
+                    updated=captured + 60),
+        ItemOutcome(EXPORT_1, "b.eml", Outcome.IMPORTED_DAMAGED, reason="truncated_mime",
+                    captured=captured, updated=captured + 120)], 2)
+    html = render_day(DAY, [report], NOW)
+    dom = _dom(html)
+    assert dom.figures["outcome:stubbed"] == "1"
+    assert dom.figures["outcome:imported_damaged"] == "1"
+    assert "originals are in the preserved container" in html
+    assert "the original EML attached" in html
+    assert lags([report]) == [60, 120]
 
 
 def test_csv_lines_are_the_mapping_format_and_only_for_numbers() -> None:

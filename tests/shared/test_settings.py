@@ -14,6 +14,17 @@ def test_defaults_match_the_design() -> None:
     assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
     assert settings.telemessage_base_url == "https://tm.example"
     assert settings.auto_mapping is True
+    assert (settings.oversize_policy, settings.damaged_policy) == ("skip", "quarantine")
+    assert settings.mailbox_max_message_bytes == 35 * 1024 * 1024  # Exchange Online's default
+    assert settings.preserved_container == "preserved"
+
+
+def test_item_policies_are_read() -> None:
+    settings = Settings.from_env({**BASE, "OVERSIZE_POLICY": "import",
+                                  "DAMAGED_POLICY": "best_effort",
+                                  "MAILBOX_MAX_MESSAGE_BYTES": str(150 * 1024 * 1024)})
+    assert (settings.oversize_policy, settings.damaged_policy) == ("import", "best_effort")
+    assert settings.mailbox_max_message_bytes == 150 * 1024 * 1024
 
 
 def test_identity_based_storage_is_accepted() -> None:
@@ -37,6 +48,10 @@ def test_telemessage_credentials_are_required_only_to_fetch() -> None:
     ({"GRAPH_CREDENTIAL_KIND": "password"}, "GRAPH_CREDENTIAL_KIND"),
     ({"GRAPH_CREDENTIAL_KIND": "static_token", "GRAPH_STATIC_TOKEN": "t"}, "loopback"),
     ({"GRAPH_MAX_CONCURRENCY_PER_MAILBOX": "8"}, "1..4"),
+    ({"OVERSIZE_POLICY": "truncate"}, "OVERSIZE_POLICY"),
+    ({"DAMAGED_POLICY": "import"}, "DAMAGED_POLICY"),
+    ({"MAILBOX_MAX_MESSAGE_BYTES": str(151 * 1024 * 1024)}, "150 MB"),
+    ({"MAILBOX_MAX_MESSAGE_BYTES": "1000"}, "at least MAX_ITEM_BYTES"),
 ])
 def test_bad_settings_name_the_setting(extra: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
