@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from shared.blob_names import check_blob_name
 from shared.eml import InvalidItem, parse_eml
 from shared.export_format import ExportCheck, check_export, read_member
 from shared.item import Item
@@ -239,19 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     replay_parser.add_argument("--dry-run", action="store_true", help="only count")
     what = replay_parser.add_subparsers(dest="what", required=True)
     export_parser = what.add_parser("export", help="split export blobs again")
-    export_parser.add_argument("names", nargs="+")
+    export_parser.add_argument("names", nargs="+", type=check_blob_name)
     days_parser = what.add_parser("days", help="every export of a date range")
     days_parser.add_argument("first", help="YYYY-MM-DD")
     days_parser.add_argument("to", nargs="?", help="YYYY-MM-DD (default: first)")
     item_parser = what.add_parser("item", help="one item")
-    item_parser.add_argument("export")
+    item_parser.add_argument("export", type=check_blob_name)
     item_parser.add_argument("member")
     outcomes_parser = what.add_parser("outcomes", help="items with these outcomes, e.g. "
                                       "unmapped after a mapping fix")
     outcomes_parser.add_argument("outcomes", nargs="+",
                                  choices=["unmapped", "failed", "quarantined", "oversize",
                                           "queued"])
-    outcomes_parser.add_argument("--exports", nargs="*")
+    outcomes_parser.add_argument("--exports", nargs="*", type=check_blob_name)
     what.add_parser("poison", help="move the poison queue back onto the items queue")
     replay_parser.set_defaults(run=replay_command)
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -97,8 +98,10 @@ class Importer:
                            detail=f"item blob {message.blob} not found; split the export again")
         best_effort = self.policies.damaged is DamagedPolicy.BEST_EFFORT
         try:
-            item = parse_eml(data, fallback_date=export_day(message.export) if best_effort
-                             else None)
+            # CPU-bound: off the event loop.
+            item = await self.run_io(functools.partial(
+                parse_eml, fallback_date=export_day(message.export) if best_effort else None),
+                data)
         except InvalidItem as invalid:
             # Kept apart from the items container (whose blobs expire) for inspection/replay.
             kept = f"{self.quarantine.container_name}/{message.blob}"
@@ -118,9 +121,10 @@ class Importer:
                            captured=captured)
         item = prepared.item
         resolution = await self.mapper.resolve(item)
-        unmapped = [p.phone or p.email or p.name for p in resolution.unmapped]
+        unmapped = resolution.unmapped_labels()
         if not resolution.targets:
-            return outcome(Outcome.UNMAPPED, reason="unmapped", archive_key=item.archive_key,
+            return outcome(Outcome.UNMAPPED, archive_key=item.archive_key,
+                           reason="routing_conflict" if resolution.conflicts else "unmapped",
                            kind=item.kind.value, unmapped=unmapped, captured=captured,
                            detail="no participant maps to a Microsoft 365 user")
         for original in prepared.withheld:  # kept before any note in a mailbox points at it

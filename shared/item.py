@@ -31,6 +31,8 @@ class Participant:
     name: str
     phone: str | None = None  # E.164, e.g. +972541234567, when the capture carries a number
     email: str | None = None  # lower-cased address, None for contacts without one
+    # Why this entry must not decide whose mailbox gets the item (it is still shown as is).
+    routing_conflict: str | None = None
 
     def label(self) -> str:
         parts = [self.name or "(no name)"]
@@ -136,7 +138,8 @@ class Item:
         """A JSON-ready summary (attachments by name, size and hash, not bytes)."""
 
         def person(p: Participant) -> dict[str, Any]:
-            return {"name": p.name, "phone": p.phone, "email": p.email}
+            return {"name": p.name, "phone": p.phone, "email": p.email,
+                    "routing_conflict": p.routing_conflict}
 
         def when(value: datetime | None) -> str | None:
             return value.isoformat().replace("+00:00", "Z") if value else None

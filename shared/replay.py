@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from shared.blob_names import MAX_BLOB_NAME_CHARS, check_blob_name
 from shared.clients import Runtime
 from shared.export_format import parse_export_name
 from shared.messages import ItemMessage, item_blob_name
@@ -37,7 +38,7 @@ def _quiet(done: int, total: int, what: str) -> None:
 MAX_BODY_BYTES = 32 * 1024  # a job's queue message, base64-encoded, stays under 64 KB
 MAX_DAYS = 31
 MAX_NAMES = 100
-MAX_NAME_CHARS = 1024  # Azure's limit for a blob name
+MAX_NAME_CHARS = MAX_BLOB_NAME_CHARS
 # Outcomes worth replaying. Imported and duplicate items are already in their mailboxes: replaying
 # them would re-check every one against Graph and change nothing.
 REPLAYABLE = (Outcome.UNMAPPED, Outcome.FAILED, Outcome.QUARANTINED, Outcome.OVERSIZE,
@@ -81,8 +82,9 @@ class ReplayRequest:
                 raise ValueError(f"from..to must be 1 to {MAX_DAYS} days, from first to last")
             return cls(kind, dry_run, first=first, last=last)
         if kind == "item":
-            return cls(kind, dry_run, exports=(_name(body["export"]),),
-                       member=_name(body["member"]))
+            export, member = _name(body["export"]), _name(body["member"])
+            check_blob_name(item_blob_name(export, member))
+            return cls(kind, dry_run, exports=(export,), member=member)
         if kind == "outcomes":
             wanted = body["outcomes"]
             if not isinstance(wanted, list) or not wanted or len(wanted) > len(Outcome):
@@ -138,7 +140,7 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_CHARS:
         raise ValueError(f"a name must be a string of 1 to {MAX_NAME_CHARS} characters")
-    return value
+    return check_blob_name(value)  # no "..", ".", empty segments or control characters
 
 
 @dataclass
@@ -164,7 +166,7 @@ class Replayer:
     def exports(self, names: Iterable[str], dry_run: bool = False) -> ReplayResult:
         """Split these export blobs again, as a new BlobCreated event would."""
         result = ReplayResult("export", dry_run)
-        names = list(names)
+        names = [check_blob_name(name) for name in names]  # raises before any work
         for index, name in enumerate(names, start=1):
             blob = self._exports.get_blob_client(name)
             if not blob.exists():
@@ -194,6 +196,7 @@ class Replayer:
 
     def item(self, export: str, member: str, dry_run: bool = False) -> ReplayResult:
         result = ReplayResult("item", dry_run)
+        check_blob_name(item_blob_name(check_blob_name(export), member))
         self._queue_items(export, [member], dry_run, result)  # lists it as missing if it is
         self._log(result)
         return result
@@ -203,7 +206,7 @@ class Replayer:
         """Re-queue the items whose recorded outcome is one of `wanted` (e.g. unmapped after
         the mapping CSV was fixed, or failed after an outage)."""
         result = ReplayResult("outcomes", dry_run)
-        names = list(exports) if exports is not None else [r.name for r in
+        names = [check_blob_name(e) for e in exports] if exports is not None else [r.name for r in
                                                            self._rt.state.exports()]
         for index, name in enumerate(names, start=1):
             members = [o.member for o in self._rt.outcomes.for_export(name)

@@ -206,3 +206,89 @@ def test_best_effort_leaves_only_unattributable_corpus_messages_quarantined(path
     assert item.participants
     assert {d.code for d in item.defects} <= {"truncated_mime", "malformed_mime",
                                               "unparsable_date"}
+
+
+HEAD = b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nTo: Dana Levi 972541234567 <dana@contoso.com>\r\n"
+
+
+def _timed_parse(data: bytes):  # noqa: ANN202
+    import time
+
+    started = time.monotonic()
+    item = parse_eml(data)
+    return item, time.monotonic() - started
+
+
+def test_html_body_of_many_angle_brackets_parses_in_seconds() -> None:
+    body = b"<b>bold</b> tail" + b"<" * 500_000  # no ">" after them: every one rescanned
+    item, seconds = _timed_parse(HEAD + b"From: A B 447700900123 <a@contoso.com>\r\n"
+                                 b"Content-Type: text/html; charset=utf-8\r\n\r\n" + body)
+    assert seconds < 10  # the old regex took minutes; this is one pass
+    assert item.text == "bold tail" + "<" * 500_000
+
+
+@pytest.mark.parametrize("html", ["a<b>c", "<>x<", "<<a>b>", "x > y < z", "<a\n>t<>", "<", ""])
+def test_tag_stripping_keeps_what_the_old_regex_kept(html: str) -> None:
+    import re
+
+    from shared.eml import _strip_tags
+
+    assert _strip_tags(html) == re.sub(r"<[^>]+>", "", html)
+
+
+def test_display_names_full_of_commas_parse_in_seconds() -> None:
+    entry = b'To: "' + b"," * 30_000 + b'x 447700900123" <x@contoso.com>\r\n'
+    item, seconds = _timed_parse(HEAD + b"From: A B 447700900123 <a@contoso.com>\r\n"
+                                 + entry * 6 + b"\r\nhi\r\n")
+    assert seconds < 10  # about a minute before (the trailing-number regex backtracked)
+    assert len(item.recipients) == 7
+
+
+def test_utf7_body_with_a_lone_surrogate_becomes_encodable_text() -> None:
+    item = parse_eml(HEAD + b"From: A B 447700900123 <a@contoso.com>\r\n"
+                     b"Content-Type: text/plain; charset=utf-7\r\n\r\nhi +2D0-\r\n")
+    assert item.text == "hi \ufffd"
+    item.text.encode("utf-8")  # what rendering, JSON and logging do; raised before
+
+
+def _people(header: bytes) -> list:  # noqa: ANN001
+    item = parse_eml(b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nFrom: " + header
+                     + b"\r\n\r\nhi\r\n")
+    return [item.sender, *item.recipients]
+
+
+def test_the_number_is_the_last_word_of_the_display_part() -> None:
+    (dana,) = _people(b"Dana Levi 972541234567 <dana.levi@contoso.com>")
+    assert (dana.name, dana.phone, dana.email, dana.routing_conflict) == (
+        "Dana Levi", "+972541234567", "dana.levi@contoso.com", None)
+
+
+@pytest.mark.parametrize(("header", "conflict", "phone"), [
+    # a contact who named itself after someone's number: TeleMessage appends its own
+    (b"Eve 447700900123 15551234567 <>", "number_in_name", "+15551234567"),
+    (b"447700900123 Eve <>", "number_in_name", None),
+    (b"Eve +44 7700 900123 <>", "number_in_name", None),
+    # an unquoted name splits into entries: the address it smuggles is not in place
+    (b"Eve <ceo@contoso.com> 15551234567 <>", "not_participant_format", None),
+    (b'"Eve ceo@contoso.com" 15551234567 <>', "address_in_name", "+15551234567"),
+    (b"Ext Person <447700900123>", "not_an_address", None),
+    (b"dana@contoso.com", "not_participant_format", None),
+])
+def test_free_text_that_could_pass_for_a_number_or_address_is_a_routing_conflict(
+        header: bytes, conflict: str | None, phone: str | None) -> None:
+    people = _people(header)
+    assert people[0].routing_conflict == conflict
+    assert people[0].phone == phone
+    assert all(p.phone != "+447700900123" for p in people)
+
+
+def test_headers_that_do_not_decode_are_kept_raw_not_the_item_refused() -> None:
+    import json
+
+    item = parse_eml(HEAD + b"From: =?utf-7?Q?Eve+2D0-?= 447700900123 <>\r\n"
+                     b"Subject: =?utf-7?Q?+2D0-?=\r\n"
+                     b"X-TELEMESSAGE-ThreadName: =?utf-7?Q?x+2D0-?=\r\n"
+                     b"\r\nhi\r\n")
+    assert item.subject == "=?utf-7?Q?+2D0-?=" and item.sender.phone == "+447700900123"
+    assert item.chat.thread_name == "=?utf-7?Q?x+2D0-?="
+    json.dumps(item.to_json(), ensure_ascii=False).encode("utf-8")
