@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.blob_names import check_blob_name
 from shared.eml import InvalidItem, parse_eml
-from shared.export_format import ExportCheck, check_export, read_member
+from shared.export_format import ExportCheck, ExportRefused, check_export, open_export, read_member
 from shared.item import Item
 from shared.mapping import parse_mapping_csv
 from shared.terminal import printable, printable_json, printable_lines
@@ -29,7 +29,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
         if args.member is not None or zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
+            with path.open("rb") as fp, open_export(fp) as zf:
                 check = check_export(zf)
                 if args.member is None:
                     if args.json:
@@ -51,6 +51,9 @@ def inspect_command(args: argparse.Namespace) -> int:
     except (OSError, zipfile.BadZipFile) as exc:
         say(f"error: cannot read {printable(path)}: {printable(exc)}", err=True)
         return 2
+    except ExportRefused as refused:
+        say(f"refused: {refused.reason}: {printable(refused.detail)}", err=True)
+        return 1
     try:
         item = parse_eml(data)
     except InvalidItem as invalid:

@@ -73,6 +73,15 @@ def test_inspect_a_zip_and_one_member(tmp_path: Path, eml_files: tuple[Path, Pat
     assert main(["inspect", str(archive), "../bad.eml"]) == 1
 
 
+def test_inspect_refuses_an_export_over_the_member_limit_by_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.shared.test_export_format import raw_zip
+    archive = tmp_path / "many.zip"
+    archive.write_bytes(raw_zip(3, declared=300_000, zip64=True))  # the end record lies
+    assert main(["inspect", str(archive)]) == 1
+    assert "refused: too_many_members" in capsys.readouterr().err
+
+
 def test_mapping_validate_names_each_bad_line(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "m.csv"
