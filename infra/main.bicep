@@ -216,6 +216,8 @@ var names = {
   mappingBlob: 'config/mapping.csv'
   itemsQueue: 'items'
   itemsPoisonQueue: 'items-poison'
+  replayQueue: 'replay'
+  replayPoisonQueue: 'replay-poison'
   blobTriggerPoisonQueue: 'webjobs-blobtrigger-poison'
   stateTable: 'connectorstate'
   ledgerTable: 'ledger'
@@ -282,6 +284,8 @@ module storage 'app/storage.bicep' = {
     deadLetterContainerName: names.deadLetterContainer
     itemsQueueName: names.itemsQueue
     itemsPoisonQueueName: names.itemsPoisonQueue
+    replayQueueName: names.replayQueue
+    replayPoisonQueueName: names.replayPoisonQueue
     blobTriggerPoisonQueueName: names.blobTriggerPoisonQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
@@ -374,6 +378,7 @@ module functionApp 'app/function.bicep' = {
     quarantineContainerName: names.quarantineContainer
     preservedContainerName: names.preservedContainer
     itemsQueueName: names.itemsQueue
+    replayQueueName: names.replayQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
     outcomesTableName: names.outcomesTable

@@ -39,6 +39,7 @@ def isolated_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
         "QUARANTINE_CONTAINER": f"quarantine-{tag}",
         "MAPPING_BLOB": f"config-{tag}/mapping.csv",
         "ITEMS_QUEUE": f"items-{tag}",
+        "REPLAY_QUEUE": f"replay-{tag}",
         "STATE_TABLE": f"state{tag}",
         "LEDGER_TABLE": f"ledger{tag}",
         "OUTCOMES_TABLE": f"outcomes{tag}",

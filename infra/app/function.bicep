@@ -42,6 +42,7 @@ param reportsContainerName string
 param quarantineContainerName string
 param preservedContainerName string
 param itemsQueueName string
+param replayQueueName string
 param stateTableName string
 param ledgerTableName string
 param outcomesTableName string
@@ -206,6 +207,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     QUARANTINE_CONTAINER: quarantineContainerName
     PRESERVED_CONTAINER: preservedContainerName
     ITEMS_QUEUE: itemsQueueName
+    REPLAY_QUEUE: replayQueueName
     STATE_TABLE: stateTableName
     LEDGER_TABLE: ledgerTableName
     OUTCOMES_TABLE: outcomesTableName
