@@ -173,6 +173,7 @@ var names = {
   itemsContainer: 'items'
   reportsContainer: 'reports'
   quarantineContainer: 'quarantine'
+  gateContainer: 'graph-gate'
   configContainer: 'config'
   mappingBlob: 'config/mapping.csv'
   itemsQueue: 'items'
@@ -238,6 +239,7 @@ module storage 'app/storage.bicep' = {
     itemsContainerName: names.itemsContainer
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
+    gateContainerName: names.gateContainer
     configContainerName: names.configContainer
     deadLetterContainerName: names.deadLetterContainer
     itemsQueueName: names.itemsQueue
@@ -318,6 +320,7 @@ module functionApp 'app/function.bicep' = {
     itemsContainerName: names.itemsContainer
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
+    gateContainerName: names.gateContainer
     itemsQueueName: names.itemsQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable

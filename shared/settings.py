@@ -58,6 +58,7 @@ class Settings:
     report_schedule: str = "0 */10 * * * *"
     report_grace_minutes: int = 60
     quarantine_container: str = "quarantine"
+    gate_container: str = "graph-gate"  # Graph's per-mailbox slots, leased by every process
     mapping_refresh_seconds: int = 60
 
     @classmethod
@@ -101,6 +102,7 @@ class Settings:
             report_schedule=env.get("REPORT_SCHEDULE", cls.report_schedule),
             report_grace_minutes=_int(env, "REPORT_GRACE_MINUTES", cls.report_grace_minutes),
             quarantine_container=env.get("QUARANTINE_CONTAINER", cls.quarantine_container),
+            gate_container=env.get("GATE_CONTAINER", cls.gate_container),
             mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
                                          cls.mapping_refresh_seconds),
         ).validated()

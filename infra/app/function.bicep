@@ -40,6 +40,7 @@ param exportsContainerName string
 param itemsContainerName string
 param reportsContainerName string
 param quarantineContainerName string
+param gateContainerName string
 param itemsQueueName string
 param stateTableName string
 param ledgerTableName string
@@ -191,6 +192,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ITEMS_CONTAINER: itemsContainerName
     REPORTS_CONTAINER: reportsContainerName
     QUARANTINE_CONTAINER: quarantineContainerName
+    GATE_CONTAINER: gateContainerName
     ITEMS_QUEUE: itemsQueueName
     STATE_TABLE: stateTableName
     LEDGER_TABLE: ledgerTableName
