@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         set_runtime(runtime)
         host = LocalFunctionsHost(function_app.app, stack.azurite.connection_string)
         workers = QueueWorkers(args.workers - 1).start()
+        workers.go()
         ok = True
         for number in range(1, args.passes + 1):
             started = time.monotonic()

@@ -21,7 +21,8 @@ from typing import Any
 from devhost.host import HostStats
 
 
-def _work(env: dict[str, str], host_json: dict[str, Any] | None, stop: Any, out: Any) -> None:
+def _work(env: dict[str, str], host_json: dict[str, Any] | None, go: Any, stop: Any,
+          out: Any) -> None:
     os.environ.update(env)
     import function_app
     from devhost.host import LocalFunctionsHost
@@ -30,6 +31,8 @@ def _work(env: dict[str, str], host_json: dict[str, Any] | None, stop: Any, out:
 
     set_runtime(Runtime(Settings.from_env()))
     host = LocalFunctionsHost(function_app.app, env["AzureWebJobsStorage"], host_json=host_json)
+    out.put({"ready": os.getpid()})
+    go.wait()
     try:
         asyncio.run(host.run(until=stop.is_set, timeout=24 * 3600, timers=False, blobs=False))
     finally:
@@ -38,16 +41,19 @@ def _work(env: dict[str, str], host_json: dict[str, Any] | None, stop: Any, out:
 
 
 class QueueWorkers:
-    """`count` extra queue-only worker processes; `stop()` returns their host stats."""
+    """`count` extra queue-only worker processes. `start()` returns once they are ready (their
+    imports done), `go()` lets them listen, `stop()` returns their host stats."""
 
     def __init__(self, count: int, host_json: dict[str, Any] | None = None,
                  env: dict[str, str] | None = None) -> None:
         self._context = multiprocessing.get_context("spawn")  # no inherited threads or loops
+        self._go = self._context.Event()
         self._stop = self._context.Event()
         self._out = self._context.Queue()
         env = dict(os.environ if env is None else env)
         self._processes: list[BaseProcess] = [
-            self._context.Process(target=_work, args=(env, host_json, self._stop, self._out),
+            self._context.Process(target=_work,
+                                  args=(env, host_json, self._go, self._stop, self._out),
                                   name=f"queue-worker-{n + 2}", daemon=True)
             for n in range(count)]
 
@@ -55,12 +61,18 @@ class QueueWorkers:
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes if p.pid is not None]
 
-    def start(self) -> QueueWorkers:
+    def start(self, timeout: float = 120.0) -> QueueWorkers:
         for process in self._processes:
             process.start()
+        for _ in self._processes:
+            self._out.get(timeout=timeout)  # {"ready": pid}
         return self
 
+    def go(self) -> None:
+        self._go.set()
+
     def stop(self, timeout: float = 60.0) -> list[HostStats]:
+        self._go.set()
         self._stop.set()
         stats = []
         for process in self._processes:
@@ -74,7 +86,8 @@ class QueueWorkers:
         return stats
 
     def __enter__(self) -> QueueWorkers:
-        return self.start()
+        self.start().go()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

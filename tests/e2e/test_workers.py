@@ -45,6 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         set_runtime(runtime)
         host = LocalFunctionsHost(function_app.app, stack.azurite.connection_string)
         workers = QueueWorkers(2).start()
+        workers.go()
         try:
             host.run_timer()
             asyncio.run(host.run_until_idle(timeout=600, settle=2.0))
