@@ -95,6 +95,11 @@ class MailboxGate:
                 handed = await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 continue
+            except asyncio.CancelledError:
+                unused = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if unused is not None:  # handed over just before the cancellation
+                    await self._give_back(box, unused)
+                raise
             if handed is not None:
                 return handed
 
