@@ -50,6 +50,10 @@ from shared.throttle import MailboxGate
 
 T = TypeVar("T")
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+# Graph writes: mailboxes spread over small pools (see GraphApi); together they keep alive
+# about what one process has in flight.
+GRAPH_POOLS = 8
+GRAPH_POOL_CONNECTIONS = 16
 
 
 class StaticTokenProvider(AccessTokenProvider):
@@ -142,13 +146,12 @@ def graph_mailboxes(settings: Settings, gate: MailboxGate, backoff_base: float =
     upload client without credentials (upload URLs are pre-authenticated)."""
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
     auth = _graph_auth(settings, host)
-    api = GraphApi(httpx.AsyncClient(base_url=_with_slash(settings.graph_base_url),
-                                     timeout=httpx.Timeout(100.0, connect=15.0),
-                                     # connections kept alive ~ requests in flight: httpcore
-                                     # scans the whole pool on every request
-                                     limits=httpx.Limits(max_connections=128,
-                                                         max_keepalive_connections=128)),
-                   auth.access_token_provider)
+    pools = [httpx.AsyncClient(base_url=_with_slash(settings.graph_base_url),
+                               timeout=httpx.Timeout(100.0, connect=15.0),
+                               limits=httpx.Limits(max_connections=GRAPH_POOL_CONNECTIONS,
+                                                   max_keepalive_connections=GRAPH_POOL_CONNECTIONS))
+             for _ in range(GRAPH_POOLS)]
+    api = GraphApi(pools, auth.access_token_provider)
     return GraphMailboxes(graph_client(settings, auth), api, httpx.AsyncClient(timeout=120.0),
                           gate, backoff_base=backoff_base)
 

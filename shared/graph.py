@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -125,20 +126,24 @@ class ExistingAttachment:
 
 class GraphApi:
     """POSTs of JSON to Graph with a bearer token from the token provider, which gives a
-    token only for Graph's own host. No tracing middleware: a span would carry the URL."""
+    token only for Graph's own host. No tracing middleware: a span would carry the URL.
 
-    def __init__(self, http: httpx.AsyncClient, tokens: AccessTokenProvider) -> None:
-        self._http = http  # base_url is GRAPH_BASE_URL
+    The mailboxes are spread over several small connection pools (all with base_url
+    GRAPH_BASE_URL): httpcore scans its whole pool on every request and every response, and
+    one pool of ~100 connections cost ~22% of the import's CPU (docs/BENCHMARKS.md)."""
+
+    def __init__(self, pools: list[httpx.AsyncClient], tokens: AccessTokenProvider) -> None:
+        self._pools = pools
         self._tokens = tokens
 
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def post(self, mailbox: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The answer's JSON; a failure as a GraphError (5xx and timeouts as UNKNOWN)."""
-        token = await self._tokens.get_authorization_token(str(self._http.base_url))
+        http = self._pools[zlib.crc32(mailbox.encode()) % len(self._pools)]
+        token = await self._tokens.get_authorization_token(str(http.base_url))
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = await self._http.post(path, content=json.dumps(body).encode(),
-                                         headers=headers)
+        response = await http.post(path, content=json.dumps(body).encode(), headers=headers)
         if response.status_code in (200, 201):
             try:
                 answer = response.json()
@@ -259,7 +264,8 @@ class GraphMailboxes:
     async def create_message(self, mailbox: str, folder_id: str,
                              message: dict[str, Any]) -> str:
         path = f"users/{quote(mailbox)}/mailFolders/{quote(folder_id)}/messages"
-        answer = await self._call(mailbox, lambda: self._api.post(path, message), write=True)
+        answer = await self._call(mailbox, lambda: self._api.post(mailbox, path, message),
+                                  write=True)
         message_id = answer.get("id")
         if not message_id:
             raise GraphError(Failure.UNKNOWN, None, "NoId", "create returned no message id")
@@ -277,7 +283,7 @@ class GraphMailboxes:
     async def add_attachment(self, mailbox: str, message_id: str, name: str,
                              content_type: str, data: bytes) -> None:
         body = file_attachment(name, content_type, data)
-        await self._call(mailbox, lambda: self._api.post(self._attachments_path(
+        await self._call(mailbox, lambda: self._api.post(mailbox, self._attachments_path(
             mailbox, message_id), body), write=True)
 
     async def upload_attachment(self, mailbox: str, message_id: str, name: str,
@@ -287,7 +293,8 @@ class GraphMailboxes:
         body = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
                                    "contentType": content_type}}
         path = f"{self._attachments_path(mailbox, message_id)}/createUploadSession"
-        session = await self._call(mailbox, lambda: self._api.post(path, body), write=True)
+        session = await self._call(mailbox, lambda: self._api.post(mailbox, path, body),
+                                   write=True)
         url = session.get("uploadUrl")
         if not url:
             raise GraphError(Failure.UNKNOWN, None, "NoUploadUrl", "no upload URL returned")
