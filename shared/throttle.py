@@ -38,7 +38,7 @@ class MailboxGate:
     and instance of the app, as Graph counts them; without, they are this process's own."""
 
     def __init__(self, per_mailbox: int = 4, slots: BlobSlots | None = None,
-                 poll_seconds: float = 0.25, linger_seconds: float = 0.25) -> None:
+                 poll_seconds: float = 0.25, linger_seconds: float = 2.0) -> None:
         self._per_mailbox = per_mailbox
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._slots = slots
