@@ -15,6 +15,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -61,11 +62,21 @@ class QueueWorkers:
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes if p.pid is not None]
 
-    def start(self, timeout: float = 120.0) -> QueueWorkers:
+    def start(self, timeout: float = 600.0) -> QueueWorkers:
+        """Waits for each worker's imports and clients (slow on a busy machine)."""
         for process in self._processes:
             process.start()
-        for _ in self._processes:
-            self._out.get(timeout=timeout)  # {"ready": pid}
+        deadline = time.monotonic() + timeout
+        ready = 0
+        while ready < len(self._processes):
+            try:
+                self._out.get(timeout=1.0)  # {"ready": pid}
+                ready += 1
+            except queue.Empty:
+                dead = [p.name for p in self._processes if p.exitcode is not None]
+                if dead or time.monotonic() > deadline:
+                    self.stop(timeout=5.0)
+                    raise RuntimeError(f"worker processes not ready: {dead or 'timeout'}") from None
         return self
 
     def go(self) -> None:
