@@ -1,14 +1,19 @@
 """A local stand-in for the Azure Functions host, running the app's registered functions.
 
+Its bindings are the function metadata the Python worker sends the host (devhost/indexing.py):
+the raw binding JSON, with %SETTING% expressions resolved from the environment.
+
 Semantics kept from the real host:
 - timer: NCRONTAB schedule from the binding (with %SETTING% resolved); also run on demand;
-- blob (Event Grid source): fired once per new or changed blob in the container, as Event Grid
-  would deliver BlobCreated; a failing invocation is retried (5 attempts, as Event Grid's
-  webhook delivery) and then its event goes to `webjobs-blobtrigger-poison`;
+- blob (Event Grid source only, as on Flex Consumption): fired once per new or changed blob in
+  the container, as Event Grid would deliver BlobCreated; a failing invocation is retried (5
+  attempts, as Event Grid's webhook delivery) and then its event goes to
+  `webjobs-blobtrigger-poison`;
 - queue: messages received in batches of `batchSize`, invisible while they run, a new batch
   fetched when in-flight drops to `newBatchThreshold`, deleted on success; on failure made
   visible again after `visibilityTimeout`, and moved to `<queue>-poison` once
-  `dequeueCount` reaches `maxDequeueCount`; bodies decoded per `messageEncoding`.
+  `dequeueCount` reaches `maxDequeueCount`; bodies decoded per `messageEncoding`;
+- http: the binding's route and methods (anything else is 404); function keys are Azure's.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 from croniter import croniter
+
+from devhost.indexing import FunctionMetadata, IndexingError, index_app
 
 log = logging.getLogger("devhost")
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,9 +95,10 @@ class HostStats:
 class _Registered:
     name: str
     kind: str
-    binding: dict[str, Any]
+    binding: dict[str, Any]  # the trigger's raw binding, as the host reads it
     function: Callable[..., Any]
     param: str
+    deferred: bool  # the parameter is an SDK client (BlobClient), not the content
 
 
 def resolve_setting_expressions(value: str) -> str:
@@ -101,6 +109,19 @@ def resolve_setting_expressions(value: str) -> str:
             raise KeyError(f"binding expression %{name}% names no app setting")
         return os.environ[name]
     return re.sub(r"%([A-Za-z0-9_]+)%", repl, value)
+
+
+def ncrontab_next(expression: str, after: datetime) -> datetime:
+    """The first time after `after` matching a 6-field NCRONTAB expression (seconds first,
+    as the timer trigger reads it; croniter wants them last). ValueError if it does not parse."""
+    fields = expression.split()
+    if len(fields) != 6:
+        raise ValueError(f"NCRONTAB needs 6 fields, got {fields}")
+    try:
+        fire: datetime = croniter(" ".join(fields[1:] + fields[:1]), after).get_next(datetime)
+    except (KeyError, ValueError) as exc:  # croniter's errors are ValueError subclasses
+        raise ValueError(f"NCRONTAB {expression!r} does not parse: {exc}") from exc
+    return fire
 
 
 class LocalFunctionsHost:
@@ -121,13 +142,7 @@ class LocalFunctionsHost:
         self._blob_inflight: set[asyncio.Task[None]] = set()
         self._queue_inflight = 0
         self.stats = HostStats()
-        self.functions = [self._register(f) for f in _functions_of(app)]
-
-    def _register(self, function: Any) -> _Registered:
-        binding = next(b for b in function.get_bindings() if b.type.endswith("Trigger"))
-        spec = binding.get_dict_repr()
-        return _Registered(function.get_function_name(), binding.type, spec,
-                           function.get_user_function(), spec["name"])
+        self.functions = [_register(m) for m in index_app(app)]
 
     def _of_kind(self, kind: str) -> list[_Registered]:
         return [f for f in self.functions if f.kind == kind]
@@ -135,12 +150,10 @@ class LocalFunctionsHost:
     # ---- timer -------------------------------------------------------------------------------
 
     def next_timer_fire(self, fn: _Registered, after: datetime) -> datetime:
-        """NCRONTAB has seconds first; croniter wants them last."""
-        fields = resolve_setting_expressions(fn.binding["schedule"]).split()
-        if len(fields) != 6:
-            raise ValueError(f"{fn.name}: NCRONTAB needs 6 fields, got {fields}")
-        expression = " ".join(fields[1:] + fields[:1])
-        return croniter(expression, after).get_next(datetime)  # type: ignore[no-any-return]
+        try:
+            return ncrontab_next(resolve_setting_expressions(fn.binding["schedule"]), after)
+        except ValueError as exc:
+            raise ValueError(f"{fn.name}: {exc}") from exc
 
     def run_timer(self, name: str | None = None, past_due: bool = False) -> None:
         for fn in self._of_kind("timerTrigger"):
@@ -212,9 +225,8 @@ class LocalFunctionsHost:
         self.stats.poisoned += 1
 
     def _blob_argument(self, fn: _Registered, container: str, name: str) -> Any:
-        annotation = inspect.signature(fn.function).parameters[fn.param].annotation
         client = self._blobs.get_blob_client(container, name)
-        if isinstance(annotation, type) and annotation.__name__ == "BlobClient":
+        if fn.deferred:
             return client  # what the SDK-type binding hands the function
         data = client.download_blob().readall()
         return func.blob.InputStream(name=f"{container}/{name}", data=data, length=len(data))
@@ -286,11 +298,17 @@ class LocalFunctionsHost:
 
     # ---- http --------------------------------------------------------------------------------
 
-    def call_http(self, name: str, method: str = "POST", body: bytes = b"",
+    def call_http(self, route: str, method: str = "POST", body: bytes = b"",
                   params: dict[str, str] | None = None) -> func.HttpResponse:
-        """Invokes an HTTP-triggered function as the host would (the key check is Azure's)."""
-        fn = next(f for f in self._of_kind("httpTrigger") if f.name == name)
-        request = func.HttpRequest(method=method, url=f"http://localhost/api/{name}",
+        """Invokes the HTTP function whose route is `route` as the host would: route and method
+        must match the binding, or 404 (the key check is Azure's)."""
+        fn = next((f for f in self._of_kind("httpTrigger")
+                   if f.binding.get("route", f.name) == route
+                   and method.upper() in [m.upper() for m in f.binding.get("methods") or
+                                          [method]]), None)
+        if fn is None:
+            return func.HttpResponse(status_code=404)
+        request = func.HttpRequest(method=method.upper(), url=f"http://localhost/api/{route}",
                                    body=body, params=params or {},
                                    headers={"Content-Type": "application/json"})
         response = fn.function(**{fn.param: request})
@@ -362,15 +380,13 @@ class LocalFunctionsHost:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-_INDEXED: dict[int, list[Any]] = {}
-
-
-def _functions_of(app: func.FunctionApp) -> list[Any]:
-    """The app's functions, indexed once: FunctionApp.get_functions() refuses a second call
-    (it sees every name again as a duplicate), and a process may start several hosts."""
-    if id(app) not in _INDEXED:
-        _INDEXED[id(app)] = list(app.get_functions())
-    return _INDEXED[id(app)]
+def _register(metadata: FunctionMetadata) -> _Registered:
+    trigger = metadata.trigger
+    if trigger["type"] == "blobTrigger" and trigger.get("source") != "EventGrid":
+        raise IndexingError(f"{metadata.name}: Flex Consumption runs blob triggers only with "
+                            f"source=EventGrid, this one polls ({trigger.get('source')!r})")
+    return _Registered(metadata.name, trigger["type"], trigger, metadata.function,
+                       trigger["name"], metadata.deferred)
 
 
 def _names_and_etags(container: ContainerClient) -> list[tuple[str, str]]:

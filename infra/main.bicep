@@ -80,6 +80,26 @@ param archiveFolderName string = 'Telegram Archiver'
 @minValue(1)
 param maxItemBytes int = 10485760
 
+@allowed([
+  'skip'
+  'stub'
+  'import'
+])
+@description('Items over maxItemBytes: skip (recorded oversize), stub (imported with each attachment that does not fit replaced by a note; the original kept in the preserved container), import (whole, within Graph\'s limits).')
+param oversizePolicy string = 'skip'
+
+@allowed([
+  'quarantine'
+  'best_effort'
+])
+@description('Damaged EMLs (truncated or malformed MIME, missing or unparsable Date): quarantine, or best_effort (imported with what could be read, the original EML attached, marked).')
+param damagedPolicy string = 'quarantine'
+
+@minValue(1)
+@maxValue(157286400)
+@description('The archived mailboxes\' maximum message size (Exchange Online default 35 MB; set it to their MaxReceiveSize, up to 150 MB, for oversizePolicy import).')
+param mailboxMaxMessageBytes int = 36700160
+
 @description('NCRONTAB (6 fields, UTC) of the fetch timer.')
 param fetchSchedule string = '0 30 1 * * *'
 
@@ -123,6 +143,11 @@ param containerSoftDeleteDays int = 14
 @minValue(0)
 @description('Days of WORM (time-based immutability) on the exports container; 0: none. Unlocked as deployed; lock it by hand once tested (docs/DEPLOY.md).')
 param exportsImmutabilityDays int = 0
+
+@minValue(1)
+@maxValue(146000)
+@description('Days of time-based retention (WORM) on the preserved container, which keeps attachments withheld from the mailbox. Unlocked as deployed; lock it once tested (docs/DEPLOY.md).')
+param preservedRetentionDays int = 2555
 
 @description('SFTP endpoint on the storage account so TeleMessage can deliver ZIPs into `exports`. Needs the hierarchical namespace, which can only be chosen when the account is created.')
 param enableSftp bool = false
@@ -174,6 +199,7 @@ var names = {
   reportsContainer: 'reports'
   quarantineContainer: 'quarantine'
   gateContainer: 'graph-gate'
+  preservedContainer: 'preserved'
   configContainer: 'config'
   mappingBlob: 'config/mapping.csv'
   itemsQueue: 'items'
@@ -240,6 +266,7 @@ module storage 'app/storage.bicep' = {
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
     gateContainerName: names.gateContainer
+    preservedContainerName: names.preservedContainer
     configContainerName: names.configContainer
     deadLetterContainerName: names.deadLetterContainer
     itemsQueueName: names.itemsQueue
@@ -252,6 +279,7 @@ module storage 'app/storage.bicep' = {
     blobSoftDeleteDays: blobSoftDeleteDays
     containerSoftDeleteDays: containerSoftDeleteDays
     exportsImmutabilityDays: exportsImmutabilityDays
+    preservedRetentionDays: preservedRetentionDays
     enableSftp: enableSftp
     sftpPublicKey: sftpPublicKey
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
@@ -281,6 +309,16 @@ module rbac 'app/rbac.bicep' = {
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: principalId
     operatorPrincipalType: principalType
+    exportsContainerName: names.exportsContainer
+    itemsContainerName: names.itemsContainer
+    reportsContainerName: names.reportsContainer
+    quarantineContainerName: names.quarantineContainer
+    configContainerName: names.configContainer
+    deadLetterContainerName: names.deadLetterContainer
+    itemsQueueName: names.itemsQueue
+    itemsPoisonQueueName: names.itemsPoisonQueue
+    stateTableName: names.stateTable
+    outcomesTableName: names.outcomesTable
   }
 }
 
@@ -311,6 +349,9 @@ module functionApp 'app/function.bicep' = {
     graphCertificatePath: graphCertificatePath
     archiveFolderName: archiveFolderName
     maxItemBytes: maxItemBytes
+    oversizePolicy: oversizePolicy
+    damagedPolicy: damagedPolicy
+    mailboxMaxMessageBytes: mailboxMaxMessageBytes
     fetchSchedule: fetchSchedule
     fetchInitialLookbackHours: fetchInitialLookbackHours
     autoMapping: autoMapping
@@ -321,6 +362,7 @@ module functionApp 'app/function.bicep' = {
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
     gateContainerName: names.gateContainer
+    preservedContainerName: names.preservedContainer
     itemsQueueName: names.itemsQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
@@ -361,6 +403,16 @@ module alerts 'app/alerts.bicep' = {
     systemTopicName: eventGrid.outputs.name
     throttleAlertThreshold: throttleAlertThreshold
     maxDequeueCount: maxDequeueCount
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 

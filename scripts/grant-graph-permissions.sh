@@ -122,13 +122,14 @@ Next, in PowerShell with the ExchangeOnlineManagement module, as an Exchange adm
 limit mail access to the archived users (members of $group):
 
   ./scripts/scope-mailbox-access.ps1 -Mode Rbac -AppId $sp_app_id -ServicePrincipalObjectId $sp_id \\
-      -Group '$group' -TestMailbox <an archived user's address>
+      -Group '$group' -TestMailbox <an archived user's address> -OutsideMailbox <anyone else's>
 
 which runs:
   New-ServicePrincipal -AppId $sp_app_id -ObjectId $sp_id -DisplayName '$sp_name'
-  New-ManagementScope -Name 'Telegram archive mailboxes' -RecipientRestrictionFilter "MemberOfGroup -eq '<group DN>'"
+  New-ManagementScope -Name 'Telegram archive mailboxes' -RecipientRestrictionFilter "MemberOfGroup -eq '<group DN, quotes doubled>'"
   New-ManagementRoleAssignment -App $sp_app_id -Role 'Application Mail.ReadWrite' -CustomResourceScope 'Telegram archive mailboxes'
-  Test-ServicePrincipalAuthorization -Identity $sp_app_id -Resource <an archived user's address>
+  Test-ServicePrincipalAuthorization -Identity $sp_app_id -Resource <each of the two mailboxes>
+and stops with an error if an existing service principal, scope or role assignment differs.
 EOT
     ;;
   policy)
@@ -137,11 +138,12 @@ Next, in PowerShell with the ExchangeOnlineManagement module, as an Exchange adm
 restrict the tenant-wide Mail.ReadWrite to the archived users (members of $group):
 
   ./scripts/scope-mailbox-access.ps1 -Mode Policy -AppId $sp_app_id -Group '$group' \\
-      -TestMailbox <an archived user's address>
+      -TestMailbox <an archived user's address> -OutsideMailbox <anyone else's>
 
 which runs:
   New-ApplicationAccessPolicy -AppId $sp_app_id -PolicyScopeGroupId '$group' -AccessRight RestrictAccess -Description 'Telegram archive connector'
-  Test-ApplicationAccessPolicy -Identity <an archived user's address> -AppId $sp_app_id
+  Test-ApplicationAccessPolicy -Identity <each of the two mailboxes> -AppId $sp_app_id
+and stops with an error if an existing policy for the app is not RestrictAccess on the group.
 EOT
     ;;
   tenant)

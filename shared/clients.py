@@ -42,6 +42,7 @@ from shared.mailbox_writer import FolderCache, MailboxWriter
 from shared.mapping import Directory, Mapper
 from shared.mapping_store import MappingStore
 from shared.outcomes import OutcomeStore
+from shared.policies import DamagedPolicy, OversizePolicy, Policies
 from shared.settings import Settings
 from shared.split import Splitter
 from shared.state import StateStore
@@ -135,9 +136,13 @@ class Runtime:
                         s.auto_mapping)
         writer = MailboxWriter(graph, FolderCache(graph, s.archive_folder_name), self.ledger,
                                self.run_io)
+        policies = Policies(OversizePolicy(s.oversize_policy), DamagedPolicy(s.damaged_policy),
+                            s.max_item_bytes, s.mailbox_max_message_bytes)
         return Importer(self.blob_service.get_container_client(s.items_container),
                         self.blob_service.get_container_client(s.quarantine_container),
-                        self.outcomes, mapper, writer, s.max_item_bytes, self.run_io)
+                        self.outcomes, mapper, writer, s.max_item_bytes, self.run_io, policies,
+                        self.blob_service.get_container_client(s.preserved_container),
+                        s.exports_container)
 
 
 def graph_mailboxes(settings: Settings, gate: MailboxGate, backoff_base: float = 0.5
@@ -145,7 +150,7 @@ def graph_mailboxes(settings: Settings, gate: MailboxGate, backoff_base: float =
     """msgraph-sdk for look-ups, plain JSON on the same token provider for the writes, and an
     upload client without credentials (upload URLs are pre-authenticated)."""
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
-    auth = _graph_auth(settings, host)
+    auth = _graph_auth(settings.require_graph(), host)
     pools = [httpx.AsyncClient(base_url=_with_slash(settings.graph_base_url),
                                timeout=httpx.Timeout(100.0, connect=15.0),
                                limits=httpx.Limits(max_connections=GRAPH_POOL_CONNECTIONS,
@@ -165,7 +170,7 @@ def graph_client(settings: Settings, auth: BaseBearerTokenAuthenticationProvider
     """msgraph-sdk pointed at GRAPH_BASE_URL; the SDK's own retries are off because a blind
     retry of a create after a 504 can duplicate an item (ours ask Graph first)."""
     if auth is None:
-        auth = _graph_auth(settings, urlparse(settings.graph_base_url).hostname
+        auth = _graph_auth(settings.require_graph(), urlparse(settings.graph_base_url).hostname
                            or "graph.microsoft.com")
     options = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0,
                                                                 should_retry=False)}

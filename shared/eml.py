@@ -20,6 +20,7 @@ from shared.item import (
     Attachment,
     CallRecord,
     Chat,
+    Defect,
     DeletedMessage,
     Direction,
     Item,
@@ -48,17 +49,23 @@ class InvalidItem(ValueError):
         self.detail = detail
 
 
-def parse_eml(data: bytes) -> Item:
-    """Parse one TeleMessage EML. Raises InvalidItem; never anything else for bad data."""
+def parse_eml(data: bytes, *, fallback_date: datetime | None = None) -> Item:
+    """Parse one TeleMessage EML. Raises InvalidItem; never anything else for bad data.
+
+    With `fallback_date` (best-effort mode), a truncated or malformed MIME body or a missing or
+    unparsable Date does not raise: the item keeps what could be read, the defects are listed
+    in `item.defects`, and `fallback_date` stands in for an unreadable Date."""
     try:
-        return _parse(data)
+        return _parse(data, fallback_date)
     except InvalidItem:
         raise
     except Exception as exc:  # noqa: BLE001 - the email package raises many types on bad input
         raise InvalidItem("malformed_mime", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _parse(data: bytes) -> Item:
+def _parse(data: bytes, fallback_date: datetime | None = None) -> Item:
+    best_effort = fallback_date is not None
+    defects: list[Defect] = []
     if not data.strip():
         raise InvalidItem("empty", "the EML has no content")
     _check_header_sizes(data)
@@ -71,10 +78,19 @@ def _parse(data: bytes) -> Item:
                           "decrypt before import, never imported as ciphertext")
     if any(isinstance(d, _TRUNCATION_DEFECTS) for d in _all_defects(msg)):
         names = sorted({type(d).__name__ for d in _all_defects(msg)})
-        raise InvalidItem("truncated_mime",
-                          "multipart structure is incomplete: " + ", ".join(names))
+        truncated = InvalidItem("truncated_mime",
+                                "multipart structure is incomplete: " + ", ".join(names))
+        if not best_effort:
+            raise truncated
+        defects.append(Defect(truncated.reason, truncated.detail))
 
-    captured_at = _captured_at(msg)
+    try:
+        captured_at = _captured_at(msg)
+    except InvalidItem as undated:
+        if fallback_date is None:
+            raise
+        defects.append(Defect(undated.reason, undated.detail))
+        captured_at = fallback_date
     sender_list = _participants(msg, "from")
     recipients = _participants(msg, "to") + _participants(msg, "cc")
     if not sender_list and not recipients:
@@ -82,14 +98,21 @@ def _parse(data: bytes) -> Item:
     sender = sender_list[0] if sender_list else Participant(name="(unknown sender)")
     recipients = [*sender_list[1:], *recipients]
 
-    tm_headers = tuple((name, str(value)) for name, value in msg.items()
+    tm_headers = tuple((name, _decoded(msg, name, value)) for name, value in msg.raw_items()
                        if name.lower().startswith(TM_PREFIX))
     archive_id = _header(msg, f"{TM_PREFIX}archivemessageid")
     message_id = _header(msg, "message-id")
     archive_key = archive_id or (message_id.strip("<>") if message_id else None) \
         or "sha256:" + hashlib.sha256(data).hexdigest()
     subject = _header(msg, "subject") or ""
-    text, html, attachments = _body_and_attachments(msg)
+    try:
+        text, html, attachments = _body_and_attachments(msg)
+    except Exception as exc:  # noqa: BLE001 - as in parse_eml: the body is unreadable
+        if not best_effort:
+            raise
+        defects.append(Defect("malformed_mime", f"the body could not be read: "
+                                                f"{type(exc).__name__}: {str(exc)[:200]}"))
+        text, html, attachments = "", None, []
 
     initiator_raw = _header(msg, f"{TM_PREFIX}archiveinitiator")
     initiator = to_e164(initiator_raw) if initiator_raw else None
@@ -117,6 +140,7 @@ def _parse(data: bytes) -> Item:
         deleted=_deleted(text, archive_key) if kind is ItemKind.DELETED else None,
         call=_call(msg) if kind is ItemKind.CALL else None,
         source_bytes=len(data),
+        defects=tuple(defects),
     )
 
 
@@ -155,15 +179,28 @@ def _all_defects(msg: Message) -> list[email_errors.MessageDefect]:
 
 
 def _header(msg: Message, name: str) -> str | None:
+    for key, raw in msg.raw_items():
+        if key.lower() == name:
+            return _decoded(msg, key, raw).strip() or None
+    return None
+
+
+def _decoded(msg: Message, name: str, raw: str) -> str:
+    """A header's decoded text; its raw text when decoding fails (the header registry raises
+    on garbage, e.g. a UTF-7 encoded word that decodes to a lone surrogate)."""
     try:
-        value = msg.get(name)
-    except Exception:  # noqa: BLE001 - header registry errors on garbage values
-        raw = msg.get_all(name, failobj=[])
-        value = raw[0] if raw else None
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
+        return _clean(str(msg.policy.header_fetch_parse(name, raw)))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the registry raises many types on garbage values
+        return _clean(str(raw))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (a UTF-7 body can decode to one) as U+FFFD: they cannot be encoded as
+    UTF-8, so every later JSON body or log line holding them would fail, on every retry."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _captured_at(msg: Message) -> datetime:
@@ -188,17 +225,23 @@ def _raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
-_TRAILING_NUMBER = re.compile(r"^(?P<name>.*?)[\s,]*(?P<number>\+?\d[\d\s\-]{5,19}\d)\s*$")
+# TeleMessage writes each participant as `First Last Mobile <email>` (`<>` without an email):
+# the mobile is the display part's last word, digits with the country code. A number is taken
+# from there and nowhere else; the rest of the display part is the contact's own free text.
+_SLOT_NUMBER = re.compile(r"\+?\d{7,15}")
+# Something a reader would take for a phone number (7-15 digits, separators allowed). Bounded
+# repetition, so a search is linear in the text.
+_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s\-.()]{0,2}\d){6,14}")
 
 
 def _participants(msg: Message, header: str) -> list[Participant]:
-    values = [str(v) for v in msg.get_all(header, failobj=[])]
+    values = [_decoded(msg, key, raw) for key, raw in msg.raw_items() if key.lower() == header]
     if not values:
         return []
     people: list[Participant] = []
     for display, address in getaddresses(values):
-        display = display.strip().strip('"').strip()
-        address = address.strip()
+        display = _clean(display.strip().strip('"').strip())
+        address = _clean(address.strip())
         if not display and not address:
             continue
         people.append(_participant(display, address))
@@ -206,20 +249,27 @@ def _participants(msg: Message, header: str) -> list[Participant]:
 
 
 def _participant(display: str, address: str) -> Participant:
+    """One entry. Routing trusts only what TeleMessage's format puts in place: the mobile in the
+    last word, the address in `<>`. An entry where the contact's free text could pass for one
+    of them is kept for display and marked with the conflict, so it is not routed on."""
+    words = display.split()
     name, phone = display, None
-    match = _TRAILING_NUMBER.match(display)
-    if match:
-        phone = to_e164(match.group("number"))
+    if words and _SLOT_NUMBER.fullmatch(words[-1]):
+        phone = to_e164(words[-1])
         if phone:
-            name = match.group("name").strip()
+            name = display[: display.rstrip().rfind(words[-1])].strip()
     email = address.lower() if "@" in address else None
-    if not phone and address and "@" not in address:  # a bare number in the address slot
-        phone = to_e164(address)
-    if email and not phone:
-        local = email.split("@", 1)[0]
-        if local.isdigit():
-            phone = to_e164(local)
-    return Participant(name=name or (email or phone or ""), phone=phone, email=email)
+    conflict = None
+    if _NUMBER_IN_TEXT.search(name):
+        conflict = "number_in_name"
+    elif "@" in name or "<" in name or ">" in name:
+        conflict = "address_in_name"
+    elif address and not email:
+        conflict = "not_an_address"
+    elif email and not phone:
+        conflict = "not_participant_format"
+    return Participant(name=name or (email or phone or address or ""), phone=phone, email=email,
+                       routing_conflict=conflict)
 
 
 def _direction(sender: Participant, initiator: str | None) -> Direction:
@@ -281,8 +331,27 @@ def _text_of(part: Message) -> tuple[str, str | None]:
         elif subtype == "text/html" and html is None:
             html = _decode_text(leaf)
     if plain is None and html is not None:
-        plain = re.sub(r"<[^>]+>", "", html)
+        plain = _strip_tags(html)
     return plain or "", html
+
+
+def _strip_tags(html: str) -> str:
+    """What `re.sub(r"<[^>]+>", "", html)` gives, in one pass: that regex rescans the rest of
+    the text for every `<` without a `>`, which takes minutes on a body of many `<`."""
+    kept: list[str] = []
+    at = 0
+    while (start := html.find("<", at)) >= 0:
+        end = html.find(">", start + 1)
+        if end < 0:  # no tag closes after here: the rest is text
+            break
+        if end == start + 1:  # "<>" is not a tag
+            kept.append(html[at: start + 1])
+            at = start + 1
+            continue
+        kept.append(html[at:start])
+        at = end + 1
+    kept.append(html[at:])
+    return "".join(kept)
 
 
 def _decode_text(part: Message) -> str:
@@ -296,7 +365,7 @@ def _decode_text(part: Message) -> str:
         # An unknown or lying charset: keep every byte readable rather than drop the text.
         text = payload.decode("utf-8", errors="replace")
     # CRLF and the final line break are MIME's, not the sender's.
-    text = text.replace("\r\n", "\n")
+    text = _clean(text).replace("\r\n", "\n")
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -322,7 +391,8 @@ def _attachment(part: Message, index: int) -> Attachment:
 
 
 def _safe_name(name: str) -> str:
-    cleaned = "".join(ch for ch in name if ch >= " " and ch not in '\\/:*?"<>|').strip()
+    cleaned = "".join(ch for ch in _clean(name)
+                      if ch >= " " and ch not in '\\/:*?"<>|').strip()
     return cleaned[:255] or "attachment.bin"
 
 

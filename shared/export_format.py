@@ -8,11 +8,21 @@ On top of those, members are checked for what a damaged or hostile ZIP can hold.
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Protocol
+
+from shared.blob_names import normal_member_name
+
+# The methods a TeleMessage export uses. zipfile decompresses the others (bzip2, LZMA) with no
+# bound on the bytes one read produces, so a member claiming 1 KB can grow to gigabytes.
+ACCEPTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 _EXPORT_NAME = re.compile(
     r"^(?P<day>\d{8})0000-TeleMessage_(?P<file>\d+)_(?P<zipped>\d{8,14})\.zip$", re.IGNORECASE)
@@ -54,7 +64,10 @@ class Limits:
     max_total_bytes: int = 64 * 1024 * 1024 * 1024
     max_ratio: float = 200.0
     ratio_floor_bytes: int = 1024 * 1024  # small members compress well legitimately
-    max_members: int = 1_000_000
+    # zipfile holds every central directory entry in memory (about 0.5 KB each, plus the
+    # directory itself), so both are checked from the ZIP's end records before it is opened.
+    max_members: int = 200_000
+    max_central_directory_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,14 +130,111 @@ class ExportCheck:
 DEFAULT_LIMITS = Limits()
 
 
+class SeekableBytes(Protocol):
+    """What zipfile needs of a file: a local file, a BytesIO or a BlobRangeReader."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def read(self, n: int = -1, /) -> bytes: ...
+    def tell(self) -> int: ...
+
+
+class ExportRefused(ValueError):
+    """The export as a whole cannot be split; `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def open_export(fp: SeekableBytes, limits: Limits = DEFAULT_LIMITS) -> zipfile.ZipFile:
+    """zipfile.ZipFile over `fp`, once the central directory is known to be within limits.
+
+    zipfile reads the whole central directory and builds one object per entry before anyone
+    can count them; the count is therefore taken first, from the end record (ZIP64 too) and
+    by walking the directory's fixed-size headers, which costs no memory per entry. Raises
+    ExportRefused, or zipfile.BadZipFile for what is not a ZIP."""
+    start, size, declared = _central_directory(fp)
+    if size > limits.max_central_directory_bytes:
+        raise ExportRefused("too_many_members", f"central directory is {size} bytes, limit "
+                            f"{limits.max_central_directory_bytes}")
+    if declared > limits.max_members:
+        raise ExportRefused("too_many_members", f"{declared} members, limit "
+                            f"{limits.max_members}")
+    found = _count_entries(fp, start, size, stop_after=limits.max_members)
+    if found > limits.max_members:
+        raise ExportRefused("too_many_members", f"more than {limits.max_members} members")
+    fp.seek(0)
+    return zipfile.ZipFile(fp)
+
+
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CD_ENTRY = struct.Struct("<4s24x3H12x")
+
+
+def _central_directory(fp: SeekableBytes) -> tuple[int, int, int]:
+    """(start, size, declared entries) of the central directory, located as zipfile does."""
+    file_size = fp.seek(0, 2)
+    tail_start = max(0, file_size - _EOCD.size - 65535)
+    fp.seek(tail_start)
+    tail = fp.read(file_size - tail_start)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise zipfile.BadZipFile("no end of central directory record")
+    _, _, _, _, declared, size, offset, _ = _EOCD.unpack_from(tail, at)
+    location = tail_start + at
+    locator_at = location - _ZIP64_LOCATOR.size
+    if locator_at >= _ZIP64_EOCD.size:
+        fp.seek(locator_at)
+        locator = fp.read(_ZIP64_LOCATOR.size)
+        if locator[:4] == b"PK\x06\x07":
+            record_at = locator_at - _ZIP64_EOCD.size
+            fp.seek(record_at)
+            record = fp.read(_ZIP64_EOCD.size)
+            if len(record) != _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
+                raise zipfile.BadZipFile("ZIP64 end record missing")
+            fields = _ZIP64_EOCD.unpack(record)
+            declared, size, offset, location = fields[7], fields[8], fields[9], record_at
+    start = location - size
+    if start < 0 or offset > start:
+        raise zipfile.BadZipFile("bad offset for central directory")
+    return start, size, declared
+
+
+def _count_entries(fp: SeekableBytes, start: int, size: int, stop_after: int) -> int:
+    """Entries in the central directory, counted from their headers (stops past stop_after)."""
+    fp.seek(start)
+    remaining, buffer, at, count = size, b"", 0, 0
+    while count <= stop_after:
+        if len(buffer) - at < _CD_ENTRY.size:
+            chunk = fp.read(min(1024 * 1024, remaining)) if remaining > 0 else b""
+            remaining -= len(chunk)
+            buffer, at = buffer[at:] + chunk, 0
+            if len(buffer) < _CD_ENTRY.size:
+                break
+        signature, name_len, extra_len, comment_len = _CD_ENTRY.unpack_from(buffer, at)
+        if signature != b"PK\x01\x02":
+            break
+        count += 1
+        at += _CD_ENTRY.size + name_len + extra_len + comment_len
+        if at > len(buffer):  # the entry's variable part runs past the buffer: skip it
+            skip = min(at - len(buffer), remaining)
+            fp.seek(skip, 1)
+            remaining -= skip
+            buffer, at = b"", 0
+    return count
+
+
 def check_export(zf: zipfile.ZipFile, limits: Limits = DEFAULT_LIMITS) -> ExportCheck:
-    """Reads the central directory and the manifest; decides which members are items."""
+    """Reads the central directory and the manifest; decides which members are items.
+    Open `zf` with open_export, which bounds the directory zipfile reads."""
     infos = zf.infolist()
     problems: list[Problem] = []
-    if len(infos) > limits.max_members:
-        problems.append(Problem("too_many_members", f"{len(infos)} members, limit "
-                                f"{limits.max_members}; only the first are read"))
-        infos = infos[: limits.max_members]
+    if len(infos) > limits.max_members:  # opened without open_export
+        raise ExportRefused("too_many_members", f"{len(infos)} members, limit "
+                            f"{limits.max_members}")
     manifests = [i for i in infos if i.filename.lower().endswith(".mf") and not i.is_dir()]
     manifest = None
     if not manifests:
@@ -136,7 +246,7 @@ def check_export(zf: zipfile.ZipFile, limits: Limits = DEFAULT_LIMITS) -> Export
                                     tuple(m.filename for m in manifests)))
         manifest = _read_manifest(zf, manifests[0], problems)
 
-    counts = Counter(i.filename for i in infos)
+    counts = Counter(normal_member_name(i.filename) for i in infos)
     members: list[Member] = []
     total = 0
     for info in infos:
@@ -156,13 +266,20 @@ def check_export(zf: zipfile.ZipFile, limits: Limits = DEFAULT_LIMITS) -> Export
 
 def _read_manifest(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
                    problems: list[Problem]) -> Manifest | None:
-    if info.file_size > 64 * 1024 * 1024:
+    if info.file_size > MAX_MANIFEST_BYTES:
         problems.append(Problem("manifest_unreadable", "manifest is implausibly large",
                                 (info.filename,)))
         return None
+    if info.compress_type not in ACCEPTED_COMPRESSION:
+        problems.append(Problem("manifest_unreadable", f"manifest uses compression method "
+                                f"{info.compress_type}; only stored and deflate are read",
+                                (info.filename,)))
+        return None
     try:
-        text = zf.read(info).decode("utf-8", errors="replace")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        member = Member(info.filename, info.file_size, info.compress_size)
+        text = b"".join(read_member(zf, member, info.file_size)).decode("utf-8",
+                                                                       errors="replace")
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         problems.append(Problem("manifest_unreadable", str(exc), (info.filename,)))
         return None
     manifest = parse_manifest(info.filename, text)
@@ -180,12 +297,16 @@ def _reject_reason(info: zipfile.ZipInfo, counts: Counter[str],
         return "unsafe_name", "absolute path or '..' in member name"
     if any(ord(ch) < 32 for ch in name):
         return "unsafe_name", "control character in member name"
-    if counts[name] > 1:
-        return "duplicate_name", f"{counts[name]} members share this name"
+    if counts[normal_member_name(name)] > 1:
+        return "duplicate_name", (f"{counts[normal_member_name(name)]} members share this "
+                                  "name (after removing '.' and empty path segments)")
     if not name.lower().endswith(".eml"):
         return "not_eml", "member is not an .eml file"
     if info.flag_bits & 0x1:
         return "encrypted_zip_member", "member is password-protected"
+    if info.compress_type not in ACCEPTED_COMPRESSION:
+        return "unsupported_compression", (f"compression method {info.compress_type}; "
+                                           "only stored and deflate are extracted")
     if info.file_size == 0:
         return "empty", "zero-byte member"
     if info.file_size > limits.max_member_bytes:

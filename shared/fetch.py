@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
 
+from shared.blob_names import blob_name_problem
 from shared.state import StateStore
 from shared.telemessage import ExportInfo, TeleMessageClient, TeleMessageError
 from shared.telemetry import event, fetch_bytes, fetch_duration
@@ -71,6 +72,9 @@ class Fetcher:
         return result
 
     def _store(self, export: ExportInfo, result: FetchResult) -> None:
+        if (problem := blob_name_problem(export.name)) is not None:
+            raise TeleMessageError(f"the API listed an export name that is not a safe blob "
+                                   f"name ({problem}); nothing stored, fix it at TeleMessage")
         blob = self._exports.get_blob_client(export.name)
         try:
             props = blob.get_blob_properties()

@@ -31,6 +31,8 @@ class Participant:
     name: str
     phone: str | None = None  # E.164, e.g. +972541234567, when the capture carries a number
     email: str | None = None  # lower-cased address, None for contacts without one
+    # Why this entry must not decide whose mailbox gets the item (it is still shown as is).
+    routing_conflict: str | None = None
 
     def label(self) -> str:
         parts = [self.name or "(no name)"]
@@ -90,6 +92,23 @@ class DeletedMessage:
 
 
 @dataclass(frozen=True)
+class Defect:
+    """What was wrong with a damaged EML that was imported anyway (DAMAGED_POLICY=best_effort):
+    `code` is the reason code it would have been quarantined with."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A visible marker on the mailbox item: `tag` goes in the subject, `text` in the body."""
+
+    tag: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Item:
     archive_key: str
     kind: ItemKind
@@ -108,6 +127,8 @@ class Item:
     deleted: DeletedMessage | None = None
     call: CallRecord | None = None
     source_bytes: int = 0
+    defects: tuple[Defect, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     @property
     def participants(self) -> tuple[Participant, ...]:
@@ -117,7 +138,8 @@ class Item:
         """A JSON-ready summary (attachments by name, size and hash, not bytes)."""
 
         def person(p: Participant) -> dict[str, Any]:
-            return {"name": p.name, "phone": p.phone, "email": p.email}
+            return {"name": p.name, "phone": p.phone, "email": p.email,
+                    "routing_conflict": p.routing_conflict}
 
         def when(value: datetime | None) -> str | None:
             return value.isoformat().replace("+00:00", "Z") if value else None
@@ -153,4 +175,6 @@ class Item:
                 "start": when(self.call.start), "end": when(self.call.end),
                 "duration_seconds": self.call.duration_seconds},
             "source_bytes": self.source_bytes,
+            "defects": [{"code": d.code, "detail": d.detail} for d in self.defects],
+            "notices": [{"tag": n.tag, "text": n.text} for n in self.notices],
         }

@@ -1,6 +1,10 @@
 """Whose mailbox gets an item: the custom CSV (mobile number -> mailbox) first, then, when
 automatic mapping is on, the participant's own email address; a target counts only when Graph
-confirms the user."""
+confirms the user.
+
+Only what TeleMessage's participant format puts in place routes (see shared/eml.py): an entry
+the parser marked with a routing conflict is not routed on, and neither is one whose number
+maps to one user while its address is another user's (README, "Routing rule")."""
 
 from __future__ import annotations
 
@@ -110,6 +114,14 @@ class Directory:
 class Resolution:
     targets: tuple[Target, ...]
     unmapped: tuple[Participant, ...]  # participants that map to no Microsoft 365 user
+    # participants not routed on, with the reason (recorded on the item's outcome)
+    conflicts: tuple[tuple[Participant, str], ...] = ()
+
+    def unmapped_labels(self) -> list[str]:
+        """For the outcome row: who maps to nobody, and who was not routed on and why."""
+        return [p.phone or p.email or p.name for p in self.unmapped] + [
+            f"routing conflict ({reason}): {p.phone or p.email or p.name}"
+            for p, reason in self.conflicts]
 
 
 class Mapper:
@@ -123,19 +135,30 @@ class Mapper:
         table = self._table()
         targets: dict[str, Target] = {}
         unmapped: list[Participant] = []
+        conflicts: list[tuple[Participant, str]] = []
         for person in item.participants:
+            if person.routing_conflict:
+                conflicts.append((person, person.routing_conflict))
+                continue
             target = await self._target(person, table)
-            if target is None:
+            if isinstance(target, str):
+                conflicts.append((person, target))
+            elif target is None:
                 unmapped.append(person)
             else:
                 targets.setdefault(target.mailbox, target)
-        return Resolution(tuple(targets.values()), tuple(unmapped))
+        return Resolution(tuple(targets.values()), tuple(unmapped), tuple(conflicts))
 
-    async def _target(self, person: Participant, table: MappingTable) -> Target | None:
+    async def _target(self, person: Participant, table: MappingTable) -> Target | str | None:
+        """The person's mailbox, None, or the reason (a string) not to route on them."""
         mapped = table.lookup(person.phone)
         if mapped:
             user = await self._directory.user(mapped)
             if user:
+                if person.email and person.email != mapped:
+                    other = await self._directory.user(person.email)
+                    if other is not None and other.id != user.id:
+                        return "number_address_conflict"
                 return Target(user.id, user.user_principal_name, "csv")
         if self._auto_mapping and person.email:
             user = await self._directory.user(person.email)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from shared.blob_names import check_blob_name, normal_member_name
+
 MAX_MESSAGE_BYTES = 48 * 1024  # Azure allows 64 KB after base64; stay well under it
 
 
@@ -28,13 +30,14 @@ class ItemMessage:
         try:
             data = json.loads(text)
             return cls(export=str(data["export"]), member=str(data["member"]),
-                       blob=str(data["blob"]), size=int(data["size"]),
+                       blob=check_blob_name(str(data["blob"])), size=int(data["size"]),
                        version=int(data.get("version", 1)), trace=str(data.get("trace", "")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not an item message: {exc}") from exc
 
 
 def item_blob_name(export: str, member: str) -> str:
-    """Deterministic, so splitting an export again overwrites rather than adds."""
+    """Deterministic, so splitting an export again overwrites rather than adds; the member's
+    name is normalised, so `./TG-1.eml` and `TG-1.eml` name one blob (and are duplicates)."""
     stem = export[:-4] if export.lower().endswith(".zip") else export
-    return f"{stem}/{member}"
+    return f"{stem}/{normal_member_name(member)}"

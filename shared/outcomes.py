@@ -24,6 +24,8 @@ from shared.throttle import backoff_seconds
 class Outcome(StrEnum):
     QUEUED = "queued"  # split, not yet imported (pending)
     IMPORTED = "imported"
+    STUBBED = "stubbed"  # imported with attachments over the size limit replaced by notes
+    IMPORTED_DAMAGED = "imported_damaged"  # damaged EML imported with what could be read
     DUPLICATE = "duplicate"  # already in every target mailbox
     UNMAPPED = "unmapped"
     OVERSIZE = "oversize"
@@ -33,6 +35,8 @@ class Outcome(StrEnum):
 
 class MailboxOutcome(StrEnum):
     IMPORTED = "imported"
+    STUBBED = "stubbed"  # imported with attachments over the size limit replaced by notes
+    IMPORTED_DAMAGED = "imported_damaged"  # damaged EML imported with what could be read
     DUPLICATE = "duplicate"
     NO_MAILBOX = "no_mailbox"  # the user exists but has no usable mailbox
     REJECTED = "rejected"  # Graph refused the item itself (a permanent 400-class answer)
@@ -51,6 +55,7 @@ class ItemOutcome:
     mailboxes: dict[str, str] = field(default_factory=dict)  # mailbox UPN -> MailboxOutcome
     unmapped: list[str] = field(default_factory=list)  # participant numbers/addresses
     updated: float = 0.0
+    captured: float = 0.0  # when the item was captured (epoch seconds; 0 before parsing)
 
     @staticmethod
     def combine(per_mailbox: dict[str, MailboxOutcome]) -> Outcome:
@@ -116,6 +121,7 @@ def _entity(outcome: ItemOutcome) -> dict[str, Any]:
         "mailboxes": json.dumps(outcome.mailboxes, sort_keys=True),
         "unmapped": json.dumps(outcome.unmapped[:200]),
         "updated": time.time(),
+        "captured": outcome.captured,
     }
 
 
@@ -126,4 +132,4 @@ def _from_entity(entity: dict[str, Any]) -> ItemOutcome:
         size=int(entity.get("size", 0)), archive_key=entity.get("archive_key", ""),
         kind=entity.get("kind", ""), mailboxes=json.loads(entity.get("mailboxes") or "{}"),
         unmapped=json.loads(entity.get("unmapped") or "[]"),
-        updated=float(entity.get("updated", 0)))
+        updated=float(entity.get("updated", 0)), captured=float(entity.get("captured", 0)))

@@ -61,7 +61,8 @@ async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
 def publish_reports_now(rt: Runtime) -> list[dict[str, Any]]:
     """The `reconcile` timer: reports of recent exports, and the queue depths to alert on."""
     depths = rt.queue_depths()
-    event(log, "queue depth", logging.ERROR if depths["poison"] else logging.INFO, **depths)
+    event(log, "queue depth", logging.ERROR if depths["poison"] else logging.INFO,
+          items=depths["items"], poison=depths["poison"])
     reports = rt.blob_service.get_container_client(rt.settings.reports_container)
     return publish_reports(rt.state, rt.outcomes, reports, datetime.now(UTC),
                            grace=timedelta(minutes=rt.settings.report_grace_minutes))

@@ -25,13 +25,16 @@ KIND_LABELS = {ItemKind.MESSAGE: "Telegram message", ItemKind.DELETED: "Telegram
 
 
 def subject(item: Item) -> str:
-    """Says kind, chat and sender: `Telegram message | Group: Desk | Dana Levi`."""
+    """Says kind, chat and sender: `Telegram message | Group: Desk | Dana Levi`, after the
+    item's markers, if any: `[Attachments withheld] Telegram message | ...`."""
+    marks = "".join(f"[{n.tag}] " for n in item.notices)
     kind = KIND_LABELS[item.kind]
     if item.kind is ItemKind.CALL and item.call is not None:
         kind = f"Telegram {(item.call.call_type or 'voice').lower()} call"
         if item.call.status:
             kind += f" ({item.call.status}, {_duration(item.call.duration_seconds)})"
-    return f"{kind} | {chat_label(item)} | {item.sender.name or item.sender.phone or '?'}"[:255]
+    return (f"{marks}{kind} | {chat_label(item)} | "
+            f"{item.sender.name or item.sender.phone or '?'}")[:255]
 
 
 def chat_label(item: Item) -> str:
@@ -79,6 +82,9 @@ def render_message(item: Item, inline: list[Attachment], body: str | None = None
 
 def internet_headers(item: Item) -> list[dict[str, str]]:
     headers = [{"name": "X-Telegram-Archive-Key", "value": _ascii(item.archive_key)}]
+    if item.notices:
+        headers.append({"name": "X-Telegram-Archive-Notice",
+                        "value": _ascii("; ".join(n.tag for n in item.notices))})
     total = 0
     for name, value in item.telemessage_headers:
         encoded = _ascii(value)
@@ -113,6 +119,10 @@ def body_html(item: Item) -> str:
     table = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                     for k, v in rows)
     parts = [f"<table>{table}</table><hr/>"]
+    if item.notices:  # first, where a reviewer cannot miss it
+        notes = "".join(f"<p><b>{html.escape(n.tag)}.</b> {html.escape(n.text)}</p>"
+                        for n in item.notices)
+        parts.insert(0, f"<div style='border:2px solid #c00;padding:4px'>{notes}</div>")
     if item.kind is ItemKind.DELETED and item.deleted is not None:
         sent = _fmt(item.deleted.original_sent)
         parts.append(f"<p><b>Deleted message.</b> Original sent {html.escape(sent)} UTC:</p>"

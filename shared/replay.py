@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from shared.blob_names import check_blob_name
 from shared.clients import Runtime
 from shared.export_format import parse_export_name
 from shared.messages import ItemMessage, item_blob_name
@@ -50,7 +51,7 @@ class Replayer:
     def exports(self, names: Iterable[str], dry_run: bool = False) -> ReplayResult:
         """Split these export blobs again, as a new BlobCreated event would."""
         result = ReplayResult("export", dry_run)
-        names = list(names)
+        names = [check_blob_name(name) for name in names]  # raises before any work
         for index, name in enumerate(names, start=1):
             blob = self._exports.get_blob_client(name)
             if not blob.exists():
@@ -80,6 +81,7 @@ class Replayer:
 
     def item(self, export: str, member: str, dry_run: bool = False) -> ReplayResult:
         result = ReplayResult("item", dry_run)
+        check_blob_name(item_blob_name(check_blob_name(export), member))
         if not self._queue_items(export, [member], dry_run, result):
             result.missing.append(f"{export}/{member}")
         self._log(result)
@@ -90,7 +92,7 @@ class Replayer:
         """Re-queue the items whose recorded outcome is one of `wanted` (e.g. unmapped after
         the mapping CSV was fixed, or failed after an outage)."""
         result = ReplayResult("outcomes", dry_run)
-        names = list(exports) if exports is not None else [r.name for r in
+        names = [check_blob_name(e) for e in exports] if exports is not None else [r.name for r in
                                                            self._rt.state.exports()]
         for index, name in enumerate(names, start=1):
             members = [o.member for o in self._rt.outcomes.for_export(name)

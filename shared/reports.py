@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
 from shared.state import ExportRecord, StateStore
@@ -79,7 +79,9 @@ class ExportReport:
             "timings": self.timings(),
             "items": [{"member": i.member, "outcome": i.outcome.value, "reason": i.reason,
                        "detail": i.detail, "size": i.size, "archive_key": i.archive_key,
-                       "kind": i.kind, "mailboxes": i.mailboxes, "unmapped": i.unmapped}
+                       "kind": i.kind, "mailboxes": i.mailboxes, "unmapped": i.unmapped,
+                       "captured_at": datetime.fromtimestamp(i.captured, UTC).isoformat()
+                       if i.captured else None}
                       for i in sorted(self.items, key=lambda i: i.member)],
         }
 
@@ -133,15 +135,16 @@ def render_summary(reports: list[ExportReport]) -> str:
     lines: list[str] = []
     totals = add_up(reports)
     columns = [o.value for o in Outcome if o is not Outcome.QUEUED] + ["queued"]
-    lines.append(f"{'export':<52} {'manifest':>8} " + " ".join(f"{c:>11}" for c in columns)
-                 + "  reconciled")
+    width = {c: max(11, len(c)) for c in columns}
+    lines.append(f"{'export':<52} {'manifest':>8} "
+                 + " ".join(f"{c:>{width[c]}}" for c in columns) + "  reconciled")
     for report in reports:
         manifest = "-" if report.manifest_count is None else str(report.manifest_count)
         lines.append(f"{report.export[:52]:<52} {manifest:>8} "
-                     + " ".join(f"{report.outcomes.get(c, 0):>11}" for c in columns)
+                     + " ".join(f"{report.outcomes.get(c, 0):>{width[c]}}" for c in columns)
                      + ("  yes" if report.reconciled else f"  NO: {report.discrepancy()}"))
     lines.append(f"{'total':<52} {'':>8} "
-                 + " ".join(f"{totals.outcomes.get(c, 0):>11}" for c in columns))
+                 + " ".join(f"{totals.outcomes.get(c, 0):>{width[c]}}" for c in columns))
     if totals.reasons:
         lines.append("quarantined/failed by reason: " + ", ".join(
             f"{r}={n}" for r, n in totals.reasons.most_common()))
@@ -173,8 +176,11 @@ def report_status(report: ExportReport, split_at: str, now: datetime,
 def publish_reports(state: StateStore, outcomes: OutcomeStore, reports_container: ContainerClient,
                     now: datetime, lookback: timedelta = timedelta(days=3),
                     grace: timedelta = timedelta(hours=1)) -> list[dict[str, Any]]:
-    """Writes `exports/<export>.json` and `days/<day>.json` for recently split exports and logs
-    one "export report" event each (what the unreconciled-report alert queries)."""
+    """Writes `exports/<export>.json`, `days/<day>.json` and `days/<day>.html` for recently
+    split exports and logs one "export report" event each (what the unreconciled-report alert
+    and the workbook query)."""
+    from shared.report_html import render_day  # it renders this module's reports
+
     published: list[dict[str, Any]] = []
     by_day: dict[str, list[ExportReport]] = {}
     for record in state.exports():
@@ -193,13 +199,17 @@ def publish_reports(state: StateStore, outcomes: OutcomeStore, reports_container
                                       overwrite=True)
         by_day.setdefault(record.day or "undated", []).append(report)
         event(log, "export report", logging.INFO if status != "unreconciled" else logging.ERROR,
-              export=record.name, status=status, reconciled=report.reconciled,
+              export=record.name, day=record.day or "undated", status=status,
+              reconciled=report.reconciled,
               discrepancy=report.discrepancy()[:500], total=report.total,
               manifest_count=report.manifest_count if report.manifest_count is not None else -1)
         published.append(document)
     for day, reports in by_day.items():
         reports_container.upload_blob(f"days/{day}.json", json.dumps(
             daily_summary(day, reports), indent=1, ensure_ascii=False), overwrite=True)
+        reports_container.upload_blob(
+            f"days/{day}.html", render_day(day, reports, now).encode("utf-8"), overwrite=True,
+            content_settings=ContentSettings(content_type="text/html; charset=utf-8"))
     return published
 
 

@@ -60,6 +60,12 @@ class Settings:
     quarantine_container: str = "quarantine"
     gate_container: str = "graph-gate"  # Graph's per-mailbox slots, leased by every process
     mapping_refresh_seconds: int = 60
+    oversize_policy: str = "skip"  # skip | stub | import (shared/policies.py)
+    damaged_policy: str = "quarantine"  # quarantine | best_effort
+    # The archived mailboxes' maximum message size (Exchange Online: 35 MB unless an admin
+    # raised MaxReceiveSize, up to 150 MB); OVERSIZE_POLICY=import stays within it.
+    mailbox_max_message_bytes: int = 35 * 1024 * 1024
+    preserved_container: str = "preserved"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +111,13 @@ class Settings:
             gate_container=env.get("GATE_CONTAINER", cls.gate_container),
             mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
                                          cls.mapping_refresh_seconds),
+            oversize_policy=_choice(env, "OVERSIZE_POLICY", cls.oversize_policy,
+                                    ("skip", "stub", "import")),
+            damaged_policy=_choice(env, "DAMAGED_POLICY", cls.damaged_policy,
+                                   ("quarantine", "best_effort")),
+            mailbox_max_message_bytes=_int(env, "MAILBOX_MAX_MESSAGE_BYTES",
+                                           cls.mailbox_max_message_bytes),
+            preserved_container=env.get("PRESERVED_CONTAINER", cls.preserved_container),
         ).validated()
 
     def require_telemessage(self) -> Settings:
@@ -113,6 +126,20 @@ class Settings:
                             ("TELEMESSAGE_PASSWORD", self.telemessage_password)):
             if not value:
                 raise SettingsError(f"setting {name} is required to fetch exports")
+        return self
+
+    def require_graph(self) -> Settings:
+        """The app registration kinds need their tenant, client id and credential; the default,
+        managed_identity, needs nothing (GRAPH_CLIENT_ID names a user-assigned identity)."""
+        needed = {"client_secret": (("GRAPH_CLIENT_SECRET", self.graph_client_secret),),
+                  "certificate": (("GRAPH_CERTIFICATE_PATH", self.graph_certificate_path),)}
+        if self.graph_credential_kind in needed:
+            for name, value in (("GRAPH_TENANT_ID", self.graph_tenant_id),
+                                ("GRAPH_CLIENT_ID", self.graph_client_id),
+                                *needed[self.graph_credential_kind]):
+                if not value:
+                    raise SettingsError(f"setting {name} is required with "
+                                        f"GRAPH_CREDENTIAL_KIND={self.graph_credential_kind}")
         return self
 
     def validated(self) -> Settings:
@@ -125,6 +152,9 @@ class Settings:
                 raise SettingsError("GRAPH_STATIC_TOKEN is required with static_token")
         if self.max_item_bytes <= 0:
             raise SettingsError("MAX_ITEM_BYTES must be positive")
+        if not self.max_item_bytes <= self.mailbox_max_message_bytes <= 150 * 1024 * 1024:
+            raise SettingsError("MAILBOX_MAX_MESSAGE_BYTES must be at least MAX_ITEM_BYTES and "
+                                "at most 150 MB (Exchange Online's largest message size)")
         if not 1 <= self.graph_max_concurrency_per_mailbox <= 4:
             raise SettingsError("GRAPH_MAX_CONCURRENCY_PER_MAILBOX must be 1..4 (Graph's limit)")
         return self

@@ -13,18 +13,21 @@ import zipfile
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from azure.storage.blob import BlobClient, ContainerClient
 from azure.storage.queue import QueueClient
 
+from shared.blob_names import blob_name_problem
 from shared.blob_reader import BlobRangeReader
 from shared.export_format import (
     DEFAULT_LIMITS,
+    ExportRefused,
     Limits,
     Member,
     check_export,
+    open_export,
     parse_export_name,
     read_member,
 )
@@ -69,22 +72,21 @@ class Splitter:
         name_info = parse_export_name(export)
         day = name_info.day.isoformat() if name_info.day else None
         try:
-            reader = BlobRangeReader(blob)
-            zf = zipfile.ZipFile(reader)  # noqa: SIM115 - closed below
+            zf = open_export(BlobRangeReader(blob), self._limits)
+        except ExportRefused as refused:
+            return self._refuse(export, day, refused.reason, refused.detail)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            detail = f"the export is not a readable ZIP: {exc}"
-            log.error("export unreadable", extra={"export": export, "reason": "corrupt_zip"})
-            self._state.record_export(ExportRecord(
-                name=export, day=day, manifest_count=None, members=0, queued=0, rejected=0,
-                error=f"corrupt_zip: {detail}", split_at=_now()))
-            return SplitResult(export, 0, 0, 0, error="corrupt_zip")
+            return self._refuse(export, day, "corrupt_zip",
+                                f"the export is not a readable ZIP: {exc}")
         with zf:
             check = check_export(zf, self._limits)
-            quarantined = [ItemOutcome(export, m.name, Outcome.QUARANTINED, reason=m.rejected or "",
-                                       detail=m.detail, size=m.size)
-                           for m in check.members if m.rejected]
+            members = [_refuse_unsafe_name(export, m) for m in check.members]
+            quarantined = [ItemOutcome(export, m.name, Outcome.QUARANTINED,
+                                       reason=m.rejected or "", detail=m.detail, size=m.size)
+                           for m in members if m.rejected]
             self._outcomes.record_many(quarantined)
-            queued, failed = self._extract_all(export, zf, check.accepted)
+            queued, failed = self._extract_all(export, zf,
+                                               [m for m in members if m.rejected is None])
         self._outcomes.record_many(failed)
         record = ExportRecord(
             name=export, day=day,
@@ -97,6 +99,13 @@ class Splitter:
                                         "quarantined": record.rejected,
                                         "problems": len(check.problems)})
         return SplitResult(export, queued, record.rejected, len(check.problems))
+
+    def _refuse(self, export: str, day: str | None, reason: str, detail: str) -> SplitResult:
+        log.error("export refused", extra={"export": export, "reason": reason})
+        self._state.record_export(ExportRecord(
+            name=export, day=day, manifest_count=None, members=0, queued=0, rejected=0,
+            error=f"{reason}: {detail}", split_at=_now()))
+        return SplitResult(export, 0, 0, 0, error=reason)
 
     def _extract_all(self, export: str, zf: zipfile.ZipFile,
                      members: list[Member]) -> tuple[int, list[ItemOutcome]]:
@@ -204,6 +213,26 @@ class _IterStream:
         else:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
+
+
+def _refuse_unsafe_name(export: str, member: Member) -> Member:
+    """A member whose item blob name or queue message would be refused by Azure is refused
+    here, by reason, instead of failing the whole split when its upload or send fails."""
+    if member.rejected:
+        return member
+    blob = item_blob_name(export, member.name)
+    problem = blob_name_problem(blob)
+    if problem is None:
+        try:
+            ItemMessage(export=export, member=member.name, blob=blob, size=member.size,
+                        trace="00-" + "0" * 32 + "-" + "0" * 16 + "-01").to_json()
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is None:
+        return member
+    reason = "name_too_long" if "limit" in problem or "size budget" in problem \
+        else "unsafe_name"
+    return replace(member, rejected=reason, detail=f"item blob name: {problem}")
 
 
 def _now() -> str:

@@ -7,7 +7,8 @@
 //   "graph throttled"
 // and on the Functions host's own warning when it moves a message to a poison queue
 // ("Message has reached MaxDequeueCount of N. Moving message to queue '<queue>-poison'.").
-// The same queries are in docs/DEPLOY.md for use in the portal. The rules are stateful
+// tests/infra/kql_contract.py checks that the queries read only events and customDimensions the
+// code emits. The same queries are in docs/DEPLOY.md for use in the portal. The rules are stateful
 // (autoMitigate): one notification when the condition appears, resolved when it is gone, rather
 // than one per evaluation (the reconcile timer re-logs an unreconciled export every 10 minutes).
 

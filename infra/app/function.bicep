@@ -41,6 +41,7 @@ param itemsContainerName string
 param reportsContainerName string
 param quarantineContainerName string
 param gateContainerName string
+param preservedContainerName string
 param itemsQueueName string
 param stateTableName string
 param ledgerTableName string
@@ -50,6 +51,9 @@ param graphMaxConcurrencyPerMailbox int
 param reportSchedule string
 param reportGraceMinutes int
 param maxDequeueCount int
+param oversizePolicy string
+param damagedPolicy string
+param mailboxMaxMessageBytes int
 
 // azd finds the app to deploy to by this tag (azure.yaml service `connector`).
 var serviceName = 'connector'
@@ -177,6 +181,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // Connector behaviour.
     ARCHIVE_FOLDER_NAME: archiveFolderName
     MAX_ITEM_BYTES: string(maxItemBytes)
+    OVERSIZE_POLICY: oversizePolicy
+    DAMAGED_POLICY: damagedPolicy
+    MAILBOX_MAX_MESSAGE_BYTES: string(mailboxMaxMessageBytes)
     FETCH_SCHEDULE: fetchSchedule
     FETCH_INITIAL_LOOKBACK_HOURS: string(fetchInitialLookbackHours)
     AUTO_MAPPING: autoMapping ? 'true' : 'false'
@@ -193,6 +200,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     REPORTS_CONTAINER: reportsContainerName
     QUARANTINE_CONTAINER: quarantineContainerName
     GATE_CONTAINER: gateContainerName
+    PRESERVED_CONTAINER: preservedContainerName
     ITEMS_QUEUE: itemsQueueName
     STATE_TABLE: stateTableName
     LEDGER_TABLE: ledgerTableName

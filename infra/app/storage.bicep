@@ -3,8 +3,9 @@
 // the same identity-based AzureWebJobsStorage settings (shared/clients.py).
 //
 //   blob   exports (raw TeleMessage ZIPs, protected), items (one blob per queued item, deleted by
-//          the lifecycle rule), reports, quarantine, config (mapping.csv), the deployment
-//          package, and the Event Grid dead-letter container
+//          the lifecycle rule), reports, quarantine, preserved (attachments withheld from the
+//          mailbox, WORM), config (mapping.csv), the deployment package, and the Event Grid
+//          dead-letter container
 //   queue  items, items-poison (host moves messages there after maxDequeueCount), and
 //          webjobs-blobtrigger-poison (the host's poison queue for the `split` blob trigger)
 //   table  connectorstate, ledger, outcomes
@@ -22,6 +23,7 @@ param reportsContainerName string
 param quarantineContainerName string
 @description('Graph\'s per-mailbox concurrency slots: one small blob per slot, leased by the worker processes (shared/mailbox_slots.py).')
 param gateContainerName string
+param preservedContainerName string
 param configContainerName string
 param deadLetterContainerName string
 param itemsQueueName string
@@ -34,6 +36,7 @@ param itemsRetentionDays int
 param blobSoftDeleteDays int
 param containerSoftDeleteDays int
 param exportsImmutabilityDays int
+param preservedRetentionDays int
 param enableSftp bool
 param sftpPublicKey string
 param logAnalyticsWorkspaceId string
@@ -168,6 +171,26 @@ resource gateContainer 'Microsoft.Storage/storageAccounts/blobServices/container
   name: gateContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// Attachments withheld from the mailbox (OVERSIZE_POLICY=stub): the note that replaces each one
+// in the mailbox points here. Written once per attachment, never changed or deleted for
+// preservedRetentionDays (time-based retention; lock it like the exports policy, docs/DEPLOY.md).
+resource preservedContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: preservedContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource preservedImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: preservedContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: preservedRetentionDays
+    allowProtectedAppendWrites: false
   }
 }
 

@@ -40,7 +40,9 @@ class SimUser:
     mail: str | None = None
     display_name: str = ""
     mailbox_enabled: bool = True
-    max_message_bytes: int = 150 * 1024 * 1024
+    # Exchange Online's default message size limit, attachments included; an admin can raise
+    # it to 150 MB (attachment-createuploadsession). Over it: ErrorMessageSizeExceeded.
+    max_message_bytes: int = 35 * 1024 * 1024
 
 
 class IdFactory:

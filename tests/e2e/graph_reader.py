@@ -25,6 +25,7 @@ class ArchivedMessage:
     body: str
     attachments: tuple[tuple[str, str], ...]  # (name, sha256 of the bytes)
     headers: dict[str, str]
+    id: str = ""
 
 
 class GraphReader:
@@ -90,4 +91,11 @@ class GraphReader:
                      for r in message.get("toRecipients", [])),
             body=message.get("body", {}).get("content", ""),
             attachments=tuple(sorted(attachments)),
-            headers={h["name"]: h["value"] for h in message.get("internetMessageHeaders") or []})
+            headers={h["name"]: h["value"] for h in message.get("internetMessageHeaders") or []},
+            id=message["id"])
+
+    def attachment_bytes(self, user: str, message_id: str, name: str) -> bytes:
+        listing = self._get(f"users/{user}/messages/{message_id}/attachments")
+        [found] = [a for a in listing["value"] if a["name"] == name]
+        full = self._get(f"users/{user}/messages/{message_id}/attachments/{found['id']}")
+        return base64.b64decode(full["contentBytes"])

@@ -155,3 +155,8 @@ def test_published_reports_reconcile_and_land_in_the_reports_container(env: Env)
     assert f"days/{DAY.isoformat()}.json" in names
     day = json.loads(container.download_blob(f"days/{DAY.isoformat()}.json").readall())
     assert day["reconciled"] is True and day["total"] == day["manifest_count"] == 60
+    page = container.download_blob(f"days/{DAY.isoformat()}.html").readall().decode()
+    assert '<b data-figure="total">60</b>' in page and 'data-value="true"' in page
+    # Import recorded each item's capture time, so the page has the lag from capture to mailbox.
+    imported = day["outcomes"].get("imported", 0)
+    assert imported and f"over {imported} imported item(s)" in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -111,6 +112,16 @@ def test_the_run_emitted_logs_spans_and_metrics(emitted: tuple[list[str], set[st
     assert any("item outcome" in line for line in haystack)
     assert any(line.startswith("import item") for line in haystack)
     assert any(line.startswith("archive.items") for line in haystack)
+
+
+def test_imported_items_carry_their_lag_from_capture(
+        emitted: tuple[list[str], set[str]]) -> None:
+    """The workbook's lag chart reads lag_seconds of "item outcome" (yesterday's items)."""
+    haystack, _ = emitted
+    lags = [float(found.group(1)) for line in haystack
+            if " item outcome " in line and "outcome=imported" in line
+            and (found := re.search(r"lag_seconds=(-?[\d.]+)", line))]
+    assert lags and all(0 < lag < 3 * 86400 for lag in lags)
 
 
 def test_each_item_is_one_trace_from_split_to_import(

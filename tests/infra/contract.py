@@ -13,7 +13,11 @@
   (blob, queue, table), and the app runs as that identity;
 * every %SETTING% in function_app.py's trigger decorators is an app setting, and the Event Grid
   subscription (infra/app/blob-events-subscription.bicep) filters on the exports container and
-  calls the Event Grid blob trigger's webhook.
+  calls the Event Grid blob trigger's webhook;
+* no principal but the app's identity can write the deployment package container: no other role
+  assignment with a blob-writing (or key-listing, role-granting) role at a scope that covers it
+  (the container, its account or blob service, or a resource group), and no SFTP local user on
+  it. Writing the package is running code as the identity that holds Graph Mail.ReadWrite.
 
 pycep-parser parses the Bicep in test_infra_parse.py, but its JSON does not tell the literal
 'name' from the identifier `name` and nests operators without precedence, so this module reads
@@ -25,12 +29,17 @@ evaluator that follows parameters through module calls. What it cannot evaluate 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from devhost.host import ncrontab_next
+from devhost.indexing import index_module
 
 # ---- The contract's constants ----------------------------------------------------------------
 
@@ -92,6 +101,22 @@ STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 SITE_CONFIG = "Microsoft.Web/sites/config"
+CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
+LOCAL_USER = "Microsoft.Storage/storageAccounts/localUsers"
+
+# Roles that can write blobs in a container at or below their scope, directly (data roles) or by
+# listing keys, re-enabling shared keys or granting roles (control plane).
+BLOB_WRITER_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "17d1049b-9a84-46fb-8f53-869881c3d3ab": "Storage Account Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+}
+# Scopes above a container that cover every container in the account.
+COVERS_EVERY_CONTAINER = (STORAGE_ACCOUNT, "Microsoft.Storage/storageAccounts/blobServices")
 
 # ---- The code's side ---------------------------------------------------------------------------
 
@@ -152,30 +177,27 @@ def settings_defaults(names: set[str]) -> dict[str, Any]:
     return {name: getattr(settings, name.lower()) for name in names}
 
 
-def function_bindings(function_app_py: Path) -> tuple[set[str], list[tuple[str, str, bool]]]:
-    """From function_app.py: the %SETTING% names its trigger decorators use (the host resolves
-    them from app settings), and each blob trigger as (function name, path, Event Grid source)."""
-    tree = ast.parse(function_app_py.read_text(encoding="utf-8"))
-    percent: set[str] = set()
-    blob_triggers: list[tuple[str, str, bool]] = []
-    for func in tree.body:
-        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for deco in func.decorator_list:
-            if not isinstance(deco, ast.Call):
-                continue
-            for node in ast.walk(deco):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    percent.update(re.findall(r"%(\w+)%", node.value))
-            if isinstance(deco.func, ast.Attribute) and deco.func.attr == "blob_trigger":
-                kw = {k.arg: k.value for k in deco.keywords}
-                path = kw.get("path")
-                source = kw.get("source")
-                blob_triggers.append((
-                    func.name,
-                    path.value if isinstance(path, ast.Constant) else "",
-                    source is not None and ast.unparse(source).endswith("EVENT_GRID")))
-    return percent, blob_triggers
+@dataclass
+class FunctionBindings:
+    settings: set[str]  # %SETTING% names in any binding (the host resolves them)
+    blob_triggers: list[tuple[str, str, bool]]  # (function, path, Event Grid source)
+    schedules: dict[str, str]  # timer function -> its schedule expression
+
+
+def function_bindings(function_app_py: Path) -> FunctionBindings:
+    """From the function metadata the Python worker sends the host for function_app.py (built
+    by devhost/indexing.py, which the local host runs on too)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_contract_function_app_{abs(hash(str(function_app_py)))}", function_app_py)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    metadata = index_module(module)
+    return FunctionBindings(
+        {name for m in metadata for name in m.setting_names()},
+        [(m.name, m.trigger.get("path", ""), m.trigger.get("source") == "EventGrid")
+         for m in metadata if m.trigger["type"] == "blobTrigger"],
+        {m.name: m.trigger["schedule"] for m in metadata if m.trigger["type"] == "timerTrigger"})
 
 
 # ---- A reader for the Bicep subset infra/ uses ---------------------------------------------------
@@ -1049,6 +1071,108 @@ def _check_identity(dep: Deployment, settings: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _package_containers(dep: Deployment) -> list[str]:
+    """Names (as _text) of the created containers the function app deploys its package from."""
+    sources = []
+    for res, scope in dep.resources("Microsoft.Web/sites"):
+        props = evaluate(_body(res).get("properties", ("obj", {})), scope)
+        storage = props.get("functionAppConfig", {}).get("deployment", {}).get("storage", {}) \
+            if isinstance(props, dict) else {}
+        sources.append(_text(storage.get("value")) if isinstance(storage, dict) else "")
+    names = [_resource_name(res, scope) for res, scope in dep.resources(CONTAINER)
+             if not res.existing]
+    return [_text(n) for n in names if any(_text(n) in source for source in sources)]
+
+
+def _assignment_target(res: Resource, scope: Scope) -> tuple[str | None, Any]:
+    """(resource type, name) of a role assignment's scope; (None, None) for the deployment's own
+    scope (a resource group), which covers everything in it."""
+    body = _body(res)
+    if "scope" not in body:
+        return None, None
+    target = evaluate(body["scope"], scope)
+    if isinstance(target, Unknown) and "::" in target.text:  # parent::child::grandchild
+        symbol = target.text.rsplit("::", 1)[-1].strip(". ")
+        target = SymbolRef(scope, symbol) if symbol in scope.file.resources else target
+    if not isinstance(target, SymbolRef):
+        return "?", target
+    found = target.scope.file.resources.get(target.symbol)
+    if found is None:
+        return "?", target
+    return found.type, _resource_name(found, target.scope)
+
+
+def _check_package_writers(dep: Deployment) -> list[str]:
+    """No principal but the app identity can write the deployment package container."""
+    identity = _function_identity(dep)
+    app = f"{identity[0]}.outputs.principalId" if identity else "?"
+    packages = _package_containers(dep)
+    if len(packages) != 1:
+        return [f"cannot tell the deployment package container (functionAppConfig.deployment."
+                f"storage of the site among the created containers): {packages}"]
+    package = packages[0]
+    problems = []
+    for res, scope in dep.resources(ROLE_ASSIGNMENT):
+        props = evaluate(_body(res).get("properties", ("obj", {})), scope)
+        if not isinstance(props, dict) or _text(props.get("principalId")) == app:
+            continue
+        guid = _role_guid(props.get("roleDefinitionId"))
+        if guid is not None and guid not in BLOB_WRITER_ROLES:
+            continue
+        kind, name = _assignment_target(res, scope)
+        if kind == CONTAINER and _text(name) != package:
+            continue
+        if kind not in (None, "?", CONTAINER, *COVERS_EVERY_CONTAINER):
+            continue
+        role = BLOB_WRITER_ROLES.get(guid or "", "an unknown role")
+        where = "the deployment's resource group" if kind is None else f"{kind} {_show(name)}"
+        node = _body(res)["properties"][1].get("principalId", ("lit", "?"))
+        principal = node[1] if node[0] == "id" else _text(props.get("principalId"))
+        problems.append(f"{scope.name}: {res.symbol} gives {principal} "
+                        f"{role} on {where}, which covers the deployment package container: "
+                        f"only the app identity ({app}) may write it")
+    for res, scope in dep.resources(LOCAL_USER):
+        props = evaluate(_body(res).get("properties", ("obj", {})), scope)
+        for grant in props.get("permissionScopes", []) if isinstance(props, dict) else []:
+            if isinstance(grant, dict) and _text(grant.get("resourceName")) == package:
+                problems.append(f"{scope.name}: SFTP local user {res.symbol} has "
+                                f"{grant.get('permissions')!r} on the deployment package "
+                                f"container")
+    return problems
+
+
+def _check_schedules(settings: dict[str, Any], schedules: dict[str, str]) -> list[str]:
+    """Each timer's schedule, with the Bicep's app settings in its %SETTING%s, parses."""
+    problems = []
+    for function, expression in schedules.items():
+        value = re.sub(r"%(\w+)%", lambda m: str(settings.get(m.group(1), m.group(0))),
+                       expression)
+        try:
+            ncrontab_next(value, datetime(2026, 1, 1, tzinfo=UTC))
+        except ValueError as exc:
+            problems.append(f"the {function} timer's schedule {expression} is {value!r} in the "
+                            f"Bicep: {exc}")
+    return problems
+
+
+def _check_graph_credential(dep: Deployment, settings: dict[str, Any]) -> list[str]:
+    """By default the app reaches Graph as its own managed identity: no app registration, no
+    secret (docs/DEPLOY.md, "Reaching Graph")."""
+    identity = _function_identity(dep)
+    client = f"{identity[0]}.outputs.clientId" if identity else "?"
+    problems = []
+    if settings.get("GRAPH_CREDENTIAL_KIND") != "managed_identity":
+        problems.append(f"GRAPH_CREDENTIAL_KIND must default to 'managed_identity', got "
+                        f"{_show(settings.get('GRAPH_CREDENTIAL_KIND'))}")
+    if _text(settings.get("GRAPH_CLIENT_ID")) != client:
+        problems.append(f"GRAPH_CLIENT_ID must default to the app identity's client id "
+                        f"({client}), got {_show(settings.get('GRAPH_CLIENT_ID'))}")
+    if settings.get("GRAPH_CLIENT_SECRET") != "":
+        problems.append(f"GRAPH_CLIENT_SECRET must be empty by default, got "
+                        f"{_show(settings.get('GRAPH_CLIENT_SECRET'))}")
+    return problems
+
+
 def check(repo: Path, infra: Path | None = None) -> list[str]:
     """Problems in the contract between the code in `repo` and the Bicep in `infra`."""
     infra = infra or repo / "infra"
@@ -1057,12 +1181,15 @@ def check(repo: Path, infra: Path | None = None) -> list[str]:
     read = settings_read_by_code(repo / "shared" / "settings.py") | set(APP_SETTINGS_ALWAYS)
     names = name_settings(read)
     defaults = settings_defaults(set(names) | {"MAX_DEQUEUE_COUNT"})
-    percent, blob_triggers = function_bindings(repo / "function_app.py")
+    bindings = function_bindings(repo / "function_app.py")
     host = json.loads((repo / "host.json").read_text(encoding="utf-8"))
-    return (_check_settings(settings, read, percent)
+    return (_check_settings(settings, read, bindings.settings)
+            + _check_schedules(settings, bindings.schedules)
             + _check_names(dep, settings, names, defaults, host)
-            + _check_blob_subscription(infra, defaults, blob_triggers)
-            + _check_identity(dep, settings))
+            + _check_blob_subscription(infra, defaults, bindings.blob_triggers)
+            + _check_identity(dep, settings)
+            + _check_package_writers(dep)
+            + _check_graph_credential(dep, settings))
 
 
 def sample_problems(repo: Path) -> list[str]:

@@ -24,6 +24,33 @@ def test_the_settings_the_code_reads_are_discovered() -> None:
     assert {"TELEMESSAGE_PASSWORD", "GRAPH_BASE_URL", "ITEMS_QUEUE", "MAX_DEQUEUE_COUNT",
             "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__clientId"} <= read
     assert "name" not in read  # the readers' own env.get(name)
+    assert {"OVERSIZE_POLICY", "DAMAGED_POLICY", "MAILBOX_MAX_MESSAGE_BYTES",
+            "PRESERVED_CONTAINER"} <= read
+
+
+def test_the_item_policies_are_set_with_the_codes_defaults() -> None:
+    settings = contract.app_settings(contract.load_deployment(REPO / "infra"))[0]
+    defaults = contract.settings_defaults({"OVERSIZE_POLICY", "DAMAGED_POLICY",
+                                           "MAILBOX_MAX_MESSAGE_BYTES"})
+    assert {name: settings[name] for name in defaults} == {
+        name: str(value) for name, value in defaults.items()}
+    assert settings["PRESERVED_CONTAINER"] == "preserved"
+
+
+def test_the_preserved_container_has_a_time_based_retention_policy() -> None:
+    """Withheld attachments are the only copy outside the export: WORM, unconditionally."""
+    dep = contract.load_deployment(REPO / "infra")
+    periods = {}
+    for policy, scope in dep.resources(
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"):
+        body = contract._body(policy)
+        parent = scope.file.resources[contract.evaluate(body["parent"], scope).symbol]
+        props = contract._body(body["properties"])
+        periods[contract._resource_name(parent, scope)] = (
+            contract.evaluate(props["immutabilityPeriodSinceCreationInDays"], scope),
+            policy.condition)
+    days, condition = periods["preserved"]
+    assert condition is None and days == 2555
 
 
 def test_discovery_follows_constants_and_fstrings(tmp_path: Path) -> None:
@@ -128,6 +155,42 @@ MUTATIONS = [
     pytest.param("app/function.bicep", "    FETCH_SCHEDULE: fetchSchedule\n", "",
                  "FETCH_SCHEDULE is read by shared/settings.py but not set",
                  id="timer schedule dropped"),
+    # Issue 16.5: nobody but the app identity can write the deployment package.
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: storage\n",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on Microsoft.Storage/storageAccounts",
+                 id="operator blob role on the whole account"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "  scope: blobService\n",
+                 "covers the deployment package container",
+                 id="operator blob role on the blob service"),
+    pytest.param("app/rbac.bicep", "  scope: configContainer\n", "",
+                 "operatorConfigWriter gives operatorPrincipalId Storage Blob Data Contributor "
+                 "on the deployment's resource group",
+                 id="operator blob role on the resource group"),
+    pytest.param("app/eventgrid.bicep", "  scope: storage::blobService::deadLetterContainer\n",
+                 "  scope: storage\n", "deadLetterWriter gives systemTopic.identity.principalId",
+                 id="event grid dead-letter role on the whole account"),
+    pytest.param("app/storage.bicep", "        resourceName: exportsContainerName\n",
+                 "        resourceName: deploymentContainerName\n",
+                 "SFTP local user sftpUser has 'cwl' on the deployment package container",
+                 id="sftp user on the package container"),
+    pytest.param("main.bicep", "param reportSchedule string = '0 */10 * * * *'",
+                 "param reportSchedule string = '*/10 * * * *'",
+                 "the reconcile timer's schedule %REPORT_SCHEDULE% is '*/10 * * * *' in the "
+                 "Bicep: NCRONTAB needs 6 fields", id="5-field report schedule"),
+    pytest.param("main.bicep", "param fetchSchedule string = '0 30 1 * * *'",
+                 "param fetchSchedule string = '0 30 25 * * *'",
+                 "the fetch timer's schedule %FETCH_SCHEDULE% is '0 30 25 * * *' in the Bicep: "
+                 "NCRONTAB '0 30 25 * * *' does not parse", id="fetch schedule hour 25"),
+    # Graph is reached as the app's managed identity unless the operator chooses otherwise.
+    pytest.param("main.bicep", "param graphCredentialKind string = 'managed_identity'",
+                 "param graphCredentialKind string = 'client_secret'",
+                 "GRAPH_CREDENTIAL_KIND must default to 'managed_identity'",
+                 id="graph credential defaults to a secret"),
+    pytest.param("app/function.bicep", "    GRAPH_CLIENT_ID: effectiveGraphClientId\n",
+                 "    GRAPH_CLIENT_ID: graphClientId\n",
+                 "GRAPH_CLIENT_ID must default to the app identity's client id",
+                 id="graph client id not the app identity"),
 ]
 
 

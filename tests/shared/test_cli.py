@@ -32,9 +32,17 @@ def eml_files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_inspect_prints_the_normalized_item(eml_files: tuple[Path, Path],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inspect", str(eml_files[0])]) == 0
+    assert main(["inspect", str(eml_files[0]), "--json"]) == 0
     item = json.loads(capsys.readouterr().out)
     assert item["archive_key"].startswith("TG-") and item["sender"]["phone"].startswith("+")
+    assert main(["inspect", str(eml_files[0])]) == 0
+    summary = capsys.readouterr().out
+    assert summary.splitlines()[0] == f"archive key  {item['archive_key']}"
+    assert f"kind         {item['kind']}" in summary
+    assert f"text         {len(item['text'])} characters" in summary
+    assert item["sender"]["phone"] in summary and "--json" in summary
+    assert len(summary.splitlines()) == 8 + len(item["recipients"]) + len(
+        item["attachments"]) + (item["kind"] != "message")
 
 
 def test_inspect_exits_nonzero_with_the_quarantine_reason(
@@ -50,11 +58,17 @@ def test_inspect_a_zip_and_one_member(tmp_path: Path, eml_files: tuple[Path, Pat
         zf.writestr("a.eml", eml_files[0].read_bytes())
         zf.writestr("../bad.eml", b"x")
         zf.writestr("x.mf", "Count: 3\na.eml\n")
-    assert main(["inspect", str(archive)]) == 1
+    assert main(["inspect", str(archive), "--json"]) == 1
     listing = json.loads(capsys.readouterr().out)
     assert {m["name"]: m["rejected"] for m in listing["members"]} == {
         "a.eml": None, "../bad.eml": "unsafe_name"}
-    assert main(["inspect", str(archive), "a.eml"]) == 0
+    assert main(["inspect", str(archive)]) == 1
+    summary = capsys.readouterr().out
+    assert "manifest   manifest x.mf, count 3" in summary
+    assert "members    2: 1 accepted, 1 refused" in summary
+    assert "refused    unsafe_name x1: ../bad.eml" in summary
+    assert "problem    manifest_count_mismatch" in summary
+    assert main(["inspect", str(archive), "a.eml", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] in {"message", "deleted", "call"}
     assert main(["inspect", str(archive), "../bad.eml"]) == 1
 

@@ -5,8 +5,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from shared.export_format import (
+    ExportRefused,
     Limits,
     check_export,
+    open_export,
     parse_export_name,
     parse_manifest,
     read_member,
@@ -114,3 +116,92 @@ def test_read_member_refuses_more_bytes_than_allowed() -> None:
     with pytest.raises(zipfile.BadZipFile, match="header lied"):
         list(read_member(zf, member, limit=10))
 
+
+
+def raw_zip(entries: int, declared: int | None = None, zip64: bool = False,
+            method: int = zipfile.ZIP_STORED) -> bytes:
+    """A ZIP of empty members written byte by byte (zipfile is too slow for 300,000), whose
+    end record may declare another count than the central directory holds."""
+    import struct
+
+    local, central = [], []
+    offset = 0
+    for i in range(entries):
+        name = f"{i}.eml".encode()
+        header = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0x21, 0, 0, 0,
+                             len(name), 0) + name
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21,
+                                   0, 0, 0, len(name), 0, 0, 0, 0, 0, offset) + name)
+        local.append(header)
+        offset += len(header)
+    directory = b"".join(central)
+    count = entries if declared is None else declared
+    tail = b""
+    if zip64:
+        tail = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count,
+                           len(directory), offset)
+        tail += struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + len(directory), 1)
+    small = min(count, 0xFFFF)
+    tail += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, small, small, len(directory),
+                        offset, 0)
+    return b"".join(local) + directory + tail
+
+
+def test_open_export_reads_what_zipfile_reads() -> None:
+    for data in (raw_zip(3), raw_zip(3, zip64=True)):
+        with open_export(io.BytesIO(data)) as zf:
+            assert [i.filename for i in zf.infolist()] == ["0.eml", "1.eml", "2.eml"]
+
+
+@pytest.mark.parametrize("declared", [None, 5], ids=["honest", "end-record-lies"])
+def test_zip_with_too_many_members_is_refused_before_zipfile_lists_them(
+        declared: int | None) -> None:
+    import time
+    import tracemalloc
+
+    data = io.BytesIO(raw_zip(300_000, declared=declared, zip64=declared is None))
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ExportRefused) as refused:
+            open_export(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.reason == "too_many_members"
+    # zipfile's own list of 300,000 entries takes well over 100 MB; the count takes buffers.
+    assert peak < 8 * 1024 * 1024
+    assert time.monotonic() - started < 20  # generous: seconds, not minutes
+
+
+def test_oversized_central_directory_is_refused() -> None:
+    with pytest.raises(ExportRefused, match="central directory"):
+        open_export(io.BytesIO(raw_zip(100)), Limits(max_central_directory_bytes=1000))
+
+
+def test_garbage_is_not_a_zip() -> None:
+    with pytest.raises(zipfile.BadZipFile):
+        open_export(io.BytesIO(b"not a zip at all" * 100))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_bzip2_and_lzma_members_are_refused_unread(method: int) -> None:
+    zf = make_zip([("a.eml", EML), ("b.eml", EML)], "Count: 2\na.eml\nb.eml\n",
+                  compression=method)
+    check = check_export(zf)
+    assert {m.rejected for m in check.members} == {"unsupported_compression"}
+    assert check.accepted == []
+    # the manifest is not decompressed either
+    assert [p.code for p in check.problems][:1] == ["manifest_unreadable"]
+
+
+@pytest.mark.parametrize("other", ["./TG-1.eml", ".//TG-1.eml"])
+def test_names_that_normalise_alike_are_duplicates(other: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zf = make_zip([("TG-1.eml", EML), (other, EML + b"x")])
+    check = check_export(zf)
+    assert check.accepted == []
+    assert {m.rejected for m in check.members} == {"duplicate_name"}

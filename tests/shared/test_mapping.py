@@ -95,3 +95,43 @@ async def test_directory_cache_expires() -> None:
 def test_header_row_is_optional(header: str) -> None:
     table, errors = parse_mapping_csv(f"{header}\n447700900123,susan@contoso.com\n")
     assert errors == [] and len(table.by_phone) == 1
+
+
+async def test_a_contact_named_after_an_employees_number_is_not_routed_to_that_employee() -> None:
+    from shared.eml import parse_eml
+
+    lookup = FakeDirectory({"bob@contoso.com": "id-b", "alice@contoso.com": "id-a"})
+    table = MappingTable({"+447700900123": "bob@contoso.com"})
+    mapper = Mapper(lambda: table, Directory(lookup), auto_mapping=True)
+    item = parse_eml(b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+                     b"From: Eve 447700900123 15551234567 <>\r\n"
+                     b"To: Alice Cohen 972541234567 <alice@contoso.com>\r\n\r\nhi\r\n")
+    resolution = await mapper.resolve(item)
+    assert [t.mailbox for t in resolution.targets] == ["id-a"]
+    assert [(p.phone, reason) for p, reason in resolution.conflicts] == [
+        ("+15551234567", "number_in_name")]
+    assert resolution.unmapped_labels() == [
+        "routing conflict (number_in_name): +15551234567"]
+
+
+async def test_a_number_mapped_to_one_user_with_another_users_address_is_a_conflict() -> None:
+    lookup = FakeDirectory({"bob@contoso.com": "id-b", "alice@contoso.com": "id-a"})
+    table = MappingTable({"+447700900123": "bob@contoso.com"})
+    mapper = Mapper(lambda: table, Directory(lookup), auto_mapping=True)
+    mixed = Participant("Alice", "+447700900123", "alice@contoso.com")
+    resolution = await mapper.resolve(_item(mixed))
+    assert resolution.targets == ()
+    assert resolution.conflicts == ((mixed, "number_address_conflict"),)
+    # an address outside the tenant is no conflict: that is what the CSV is for
+    private = Participant("Bob", "+447700900123", "bob@gmail.com")
+    resolution = await mapper.resolve(_item(private))
+    assert [(t.mailbox, t.via) for t in resolution.targets] == [("id-b", "csv")]
+
+
+async def test_entries_the_parser_marked_are_never_routed_on() -> None:
+    lookup = FakeDirectory({"ceo@contoso.com": "id-c"})
+    mapper = Mapper(MappingTable, Directory(lookup), auto_mapping=True)
+    smuggled = Participant("Eve", None, "ceo@contoso.com",
+                           routing_conflict="not_participant_format")
+    resolution = await mapper.resolve(_item(smuggled))
+    assert resolution.targets == () and lookup.calls == []

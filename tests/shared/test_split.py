@@ -122,3 +122,43 @@ def test_reader_fetches_ranges_not_the_whole_export(rt: Runtime) -> None:
         assert zf.read("199.eml") == members[199][1]
     assert reader.ranges_fetched <= 4  # central directory and one member, not the whole ZIP
     assert json.dumps({"size": reader.size})
+
+
+def test_member_with_a_very_long_name_is_refused_and_the_rest_split(rt: Runtime) -> None:
+    long_name = "x" * 1100 + ".eml"
+    members = [("a.eml", EML), (long_name, EML), ("b.eml", EML)]
+    result = split(rt, EXPORT, zip_bytes(members, None))
+    assert result.error == "" and result.queued == 2
+    by_member = {o.member: o for o in rt.outcomes.for_export(EXPORT)}
+    assert by_member[long_name].outcome is Outcome.QUARANTINED
+    assert by_member[long_name].reason == "name_too_long"
+    assert sorted(m.member for m in queued_messages(rt)) == ["a.eml", "b.eml"]
+
+
+def test_dot_segment_names_share_one_item_blob_and_are_duplicates(rt: Runtime) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = zip_bytes([("TG-1.eml", EML), ("./TG-1.eml", EML + b"other"),
+                          ("./TG-2.eml", EML)], None)
+    result = split(rt, EXPORT, data)
+    by_member = {o.member: o for o in rt.outcomes.for_export(EXPORT)}
+    assert by_member["TG-1.eml"].reason == by_member["./TG-1.eml"].reason == "duplicate_name"
+    assert result.queued == 1
+    items = rt.blob_service.get_container_client(rt.settings.items_container)
+    assert [b.name for b in items.list_blobs()] == [EXPORT[:-4] + "/TG-2.eml"]
+
+
+def test_export_listing_too_many_members_is_refused_by_reason(rt: Runtime) -> None:
+    from shared.export_format import Limits
+    from tests.shared.test_export_format import raw_zip
+
+    blob = rt.blob_service.get_blob_client(rt.settings.exports_container, EXPORT)
+    blob.upload_blob(raw_zip(50, declared=3), overwrite=True)
+    splitter = rt.splitter()
+    splitter._limits = Limits(max_members=10)
+    result = splitter.split(EXPORT, blob)
+    assert result.error == "too_many_members" and result.queued == 0
+    record = rt.state.export(EXPORT)
+    assert record is not None and record.error.startswith("too_many_members")

@@ -525,3 +525,26 @@ def test_cli_serves_the_given_users(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_message_size_follows_exchange_onlines_limits() -> None:
+    """35 MB per message unless an admin raised the mailbox's limit; 150 MB per upload."""
+    raised = SimUser(id="5d1c7e0a-3b2f-4c6d-8e9f-0a1b2c3d4e5f",
+                     user_principal_name="raised@contoso.com", mail="raised@contoso.com",
+                     max_message_bytes=150 * MB)
+    assert DANA.max_message_bytes == 35 * MB
+
+    def session(http: httpx.Client, user: str, size: int) -> httpx.Response:
+        message_id = http.post(mail("/mailFolders/inbox/messages", user),
+                               json=archived(f"k-{user}-{size}")).json()["id"]
+        return http.post(mail(f"/messages/{message_id}/attachments/createUploadSession", user),
+                         json={"AttachmentItem": {"attachmentType": "file", "name": "v.mp4",
+                                                  "size": size}})
+
+    with GraphSimulator(users=[DANA, raised], token="sim-token") as sim, client(sim) as http:
+        default = session(http, DANA.user_principal_name, 40 * MB)
+        within = session(http, raised.user_principal_name, 40 * MB)
+        beyond = session(http, raised.user_principal_name, 150 * MB + 1)
+    assert (default.status_code, error_code(default)) == (400, "ErrorMessageSizeExceeded")
+    assert within.status_code == 201
+    assert (beyond.status_code, error_code(beyond)) == (400, "ErrorMessageSizeExceeded")
