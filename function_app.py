@@ -10,6 +10,7 @@ from shared.pipeline import (
     import_queue_message,
     publish_reports_now,
     replay_request,
+    run_replay_job,
     split_export_blob,
 )
 
@@ -45,3 +46,8 @@ def reconcile(timer: func.TimerRequest) -> None:
 def replay(req: func.HttpRequest) -> func.HttpResponse:
     status, body = replay_request(runtime(), req.get_body())
     return func.HttpResponse(body, status_code=status, mimetype="application/json")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%REPLAY_QUEUE%", connection="AzureWebJobsStorage")
+def replay_job(msg: func.QueueMessage) -> None:
+    run_replay_job(runtime(), msg.get_body().decode("utf-8"), msg.dequeue_count or 1)

@@ -59,6 +59,7 @@ def settings_env(connection_string: str, graph_base_url: str = "http://127.0.0.1
         "FETCH_SCHEDULE": "0 0 0 1 1 *",
         "EXPORTS_CONTAINER": "exports",
         "ITEMS_QUEUE": "items",
+        "REPLAY_QUEUE": "replay",
         **extra,
     }
 

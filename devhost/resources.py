@@ -22,7 +22,8 @@ def ensure_resources(settings: Settings, connection_string: str) -> None:
         with contextlib.suppress(ResourceExistsError):
             blobs.create_container(name)
     queues = QueueServiceClient.from_connection_string(connection_string)
-    for name in (settings.items_queue, f"{settings.items_queue}-poison"):
+    for name in (settings.items_queue, f"{settings.items_queue}-poison", settings.replay_queue,
+                 f"{settings.replay_queue}-poison"):
         with contextlib.suppress(ResourceExistsError):
             queues.create_queue(name)
     tables = TableServiceClient.from_connection_string(connection_string)

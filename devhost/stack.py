@@ -83,6 +83,7 @@ class LocalStack:
             "FETCH_INITIAL_LOOKBACK_HOURS": str(lookback_hours),
             "EXPORTS_CONTAINER": "exports",
             "ITEMS_QUEUE": "items",
+            "REPLAY_QUEUE": "replay",
             **self.extra_env,
         }
         os.environ.update(self.env)

@@ -204,6 +204,8 @@ var names = {
   mappingBlob: 'config/mapping.csv'
   itemsQueue: 'items'
   itemsPoisonQueue: 'items-poison'
+  replayQueue: 'replay'
+  replayPoisonQueue: 'replay-poison'
   blobTriggerPoisonQueue: 'webjobs-blobtrigger-poison'
   stateTable: 'connectorstate'
   ledgerTable: 'ledger'
@@ -271,6 +273,8 @@ module storage 'app/storage.bicep' = {
     deadLetterContainerName: names.deadLetterContainer
     itemsQueueName: names.itemsQueue
     itemsPoisonQueueName: names.itemsPoisonQueue
+    replayQueueName: names.replayQueue
+    replayPoisonQueueName: names.replayPoisonQueue
     blobTriggerPoisonQueueName: names.blobTriggerPoisonQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
@@ -364,6 +368,7 @@ module functionApp 'app/function.bicep' = {
     gateContainerName: names.gateContainer
     preservedContainerName: names.preservedContainer
     itemsQueueName: names.itemsQueue
+    replayQueueName: names.replayQueue
     stateTableName: names.stateTable
     ledgerTableName: names.ledgerTable
     outcomesTableName: names.outcomesTable

@@ -1,11 +1,12 @@
 """Admin commands: inspect, mapping validate/upload, report, status, replay.
 
-`python -m shared --help` lists them; each has its own --help."""
+`python -m shared --help` lists them; each has its own --help. Everything they print goes
+through shared.terminal: names and details come from exports, whose control characters must not
+reach the admin's terminal."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import zipfile
 from collections import Counter
@@ -14,43 +15,51 @@ from typing import Any
 
 from shared.blob_names import check_blob_name
 from shared.eml import InvalidItem, parse_eml
-from shared.export_format import ExportCheck, check_export, read_member
+from shared.export_format import ExportCheck, ExportRefused, check_export, open_export, read_member
 from shared.item import Item
 from shared.mapping import parse_mapping_csv
+from shared.terminal import printable, printable_json, printable_lines
+
+
+def say(text: str, err: bool = False) -> None:
+    print(printable_lines(text), file=sys.stderr if err else sys.stdout)
 
 
 def inspect_command(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
         if args.member is not None or zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
+            with path.open("rb") as fp, open_export(fp) as zf:
                 check = check_export(zf)
                 if args.member is None:
                     if args.json:
-                        print(json.dumps(_export_json(check), indent=2, ensure_ascii=False))
+                        say(printable_json(_export_json(check)))
                     else:
-                        print(_export_summary(path.name, check))
+                        say(_export_summary(path.name, check))
                     return 1 if any(m.rejected for m in check.members) else 0
                 member = next((m for m in check.members if m.name == args.member), None)
                 if member is None:
-                    print(f"error: no member {args.member!r} in {path}", file=sys.stderr)
+                    say(f"error: no member {printable(args.member)} in {printable(path)}",
+                        err=True)
                     return 2
                 if member.rejected:
-                    print(f"quarantined: {member.rejected}: {member.detail}", file=sys.stderr)
+                    say(f"quarantined: {member.rejected}: {printable(member.detail)}", err=True)
                     return 1
                 data = b"".join(read_member(zf, member, member.size))
         else:
             data = path.read_bytes()
     except (OSError, zipfile.BadZipFile) as exc:
-        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        say(f"error: cannot read {printable(path)}: {printable(exc)}", err=True)
         return 2
+    except ExportRefused as refused:
+        say(f"refused: {refused.reason}: {printable(refused.detail)}", err=True)
+        return 1
     try:
         item = parse_eml(data)
     except InvalidItem as invalid:
-        print(f"quarantined: {invalid.reason}: {invalid.detail}", file=sys.stderr)
+        say(f"quarantined: {invalid.reason}: {printable(invalid.detail)}", err=True)
         return 1
-    print(json.dumps(item.to_json(), indent=2, ensure_ascii=False) if args.json
-          else _item_summary(item))
+    say(printable_json(item.to_json()) if args.json else _item_summary(item))
     return 0
 
 
@@ -67,34 +76,36 @@ def _export_json(check: ExportCheck) -> dict[str, Any]:
 def _export_summary(name: str, check: ExportCheck) -> str:
     rejected = [m for m in check.members if m.rejected]
     manifest = ("no manifest" if check.manifest is None else
-                 f"manifest {check.manifest.name}, count {check.manifest.count}")
-    lines = [f"export     {name}", f"manifest   {manifest}",
+                 f"manifest {printable(check.manifest.name)}, count {check.manifest.count}")
+    lines = [f"export     {printable(name)}", f"manifest   {manifest}",
              f"members    {len(check.members)}: {len(check.accepted)} accepted, "
              f"{len(rejected)} refused",
              f"bytes      {sum(m.size for m in check.members)} uncompressed"]
     for reason, count in Counter(m.rejected for m in rejected).most_common():
-        names = [m.name for m in rejected if m.rejected == reason]
+        names = [printable(m.name) for m in rejected if m.rejected == reason]
         lines.append(f"refused    {reason} x{count}: {', '.join(names[:5])}"
                      + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
-    lines += [f"problem    {p.code}: {p.detail}" for p in check.problems]
+    lines += [f"problem    {p.code}: {printable(p.detail)}" for p in check.problems]
     lines.append("(--json for every member; add a member name to see its item)")
     return "\n".join(lines)
 
 
 def _item_summary(item: Item) -> str:
     chat = item.chat.group_name or item.chat.thread_name or item.chat.thread_id or "-"
-    lines = [f"archive key  {item.archive_key}", f"kind         {item.kind.value}",
+    lines = [f"archive key  {printable(item.archive_key)}", f"kind         {item.kind.value}",
              f"captured     {item.captured_at.isoformat()}",
-             f"chat         {chat}{' (group)' if item.chat.is_group else ''}",
-             f"direction    {item.direction.value}", f"from         {item.sender.label()}"]
-    lines += [f"to           {p.label()}" for p in item.recipients]
+             f"chat         {printable(chat)}{' (group)' if item.chat.is_group else ''}",
+             f"direction    {item.direction.value}",
+             f"from         {printable(item.sender.label())}"]
+    lines += [f"to           {printable(p.label())}" for p in item.recipients]
     lines.append(f"text         {len(item.text)} characters")
-    lines += [f"attachment   {a.name} ({a.content_type}, {a.size} bytes)"
+    lines += [f"attachment   {printable(a.name)} ({printable(a.content_type)}, {a.size} bytes)"
               for a in item.attachments]
     if item.deleted:
         lines.append(f"deleted      original sent {item.deleted.original_sent}")
     if item.call:
-        lines.append(f"call         {item.call.call_type} {item.call.status}, "
+        lines.append(f"call         {printable(item.call.call_type)} "
+                     f"{printable(item.call.status)}, "
                      f"{item.call.duration_seconds} s")
     lines.append("(--json for the whole normalized item)")
     return "\n".join(lines)
@@ -104,23 +115,23 @@ def mapping_command(args: argparse.Namespace) -> int:
     try:
         text = args.file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        say(f"error: cannot read {printable(args.file)}: {printable(exc)}", err=True)
         return 2
     table, errors = parse_mapping_csv(text)
     for error in errors:
-        print(f"{args.file}:{error.line}: {error.reason}", file=sys.stderr)
+        say(f"{printable(args.file)}:{error.line}: {printable(error.reason)}", err=True)
     if errors:
-        print(f"{len(errors)} bad row(s); nothing applied", file=sys.stderr)
+        say(f"{len(errors)} bad row(s); nothing applied", err=True)
         return 1
     if args.action == "validate":
-        print(f"ok: {len(table.by_phone)} number(s) mapped")
+        say(f"ok: {len(table.by_phone)} number(s) mapped")
         return 0
     from shared.clients import runtime
     from shared.mapping_store import MappingStore
 
     rt = runtime()
     MappingStore(rt.blob_service, rt.settings.mapping_blob).upload(text)
-    print(f"uploaded: {len(table.by_phone)} number(s) mapped; replay unmapped items to apply")
+    say(f"uploaded: {len(table.by_phone)} number(s) mapped; replay unmapped items to apply")
     return 0
 
 
@@ -129,7 +140,7 @@ def report_command(args: argparse.Namespace) -> int:
     from shared.reports import all_reports, render_summary
 
     if args.html and args.day is None:
-        print("error: --html needs a DATE (the report is per day)", file=sys.stderr)
+        say("error: --html needs a DATE (the report is per day)", err=True)
         return 2
     rt = runtime()
     reports = [r for r in all_reports(rt.state, rt.outcomes)
@@ -140,16 +151,17 @@ def report_command(args: argparse.Namespace) -> int:
         from shared.report_html import render_day
 
         args.html.write_text(render_day(args.day, reports, datetime.now(UTC)), encoding="utf-8")
-        print(f"wrote {args.html}: {len(reports)} export(s) of {args.day}")
+        say(f"wrote {printable(args.html)}: {len(reports)} export(s) of {printable(args.day)}")
     elif args.json:
-        print(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
+        say(printable_json([r.to_json() for r in reports]))
     else:
-        print(render_summary(reports))
+        say(render_summary(reports))
     return 0 if all(r.reconciled for r in reports) else 1
 
 
 def progress(done: int, total: int, what: str) -> None:
     """A bar in a terminal, plain lines elsewhere (CI logs)."""
+    what = printable(what)
     if sys.stderr.isatty() and total:
         filled = int(30 * done / total)
         print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {what[:50]:<50}",
@@ -179,8 +191,9 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         result = replayer.poison(args.dry_run)
     verb = "would re-queue" if result.dry_run else "re-queued"
-    print(f"{verb} {result.items} item(s) from {len(result.exports)} export(s)"
-          + (f"; not found: {', '.join(result.missing[:20])}" if result.missing else ""))
+    say(f"{verb} {result.items} item(s) from {len(result.exports)} export(s)"
+        + (f"; not found: {', '.join(printable(m) for m in result.missing[:20])}"
+           if result.missing else ""))
     return 1 if result.missing else 0
 
 
@@ -191,15 +204,16 @@ def status_command(args: argparse.Namespace) -> int:
     depths = rt.queue_depths()
     checkpoint = rt.state.checkpoint()
     fetch = rt.state.last_run("fetch") or {}
-    print(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
-    print(f"last fetch      {fetch.get('at', 'never')}: stored {fetch.get('stored', 0)}, "
-          f"skipped {fetch.get('skipped', 0)}, "
-          f"{'ERROR ' + fetch['error'] if fetch.get('error') else 'ok'}")
-    print(f"queue {rt.settings.items_queue:<24} {depths['items']}")
-    print(f"queue {rt.settings.items_queue + '-poison':<24} {depths['poison']}")
+    say(f"checkpoint      {checkpoint.isoformat() if checkpoint else 'none (first run)'}")
+    say(f"last fetch      {printable(fetch.get('at', 'never'))}: "
+        f"stored {printable(fetch.get('stored', 0))}, "
+        f"skipped {printable(fetch.get('skipped', 0))}, "
+        f"{'ERROR ' + printable(fetch['error']) if fetch.get('error') else 'ok'}")
+    say(f"queue {rt.settings.items_queue:<24} {depths['items']}")
+    say(f"queue {rt.settings.items_queue + '-poison':<24} {depths['poison']}")
     poisoned = depths["poison"]
     if poisoned:
-        print("poison queue not empty: fix the cause, then `python -m shared replay poison`")
+        say("poison queue not empty: fix the cause, then `python -m shared replay poison`")
     return 1 if poisoned or fetch.get("error") else 0
 
 

@@ -20,7 +20,7 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient
 from shared.blob_names import blob_name_problem
 from shared.state import StateStore
 from shared.telemessage import ExportInfo, TeleMessageClient, TeleMessageError
-from shared.telemetry import event, fetch_bytes, fetch_duration
+from shared.telemetry import event, fetch_bytes, fetch_duration, redact
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ class Fetcher:
                 self._state.set_checkpoint(end)
                 start = end
         except TeleMessageError as exc:
-            result.error = str(exc)
+            result.error = redact(str(exc))  # stored in the state table, shown by `status`
             log.error("fetch failed; checkpoint unchanged, the next run retries",
-                      extra={"reason": type(exc).__name__, "detail": str(exc)[:300]})
+                      extra={"reason": type(exc).__name__, "detail": result.error[:300]})
         result.checkpoint = start.isoformat()
         summary = {"at": now.isoformat(), "stored": len(result.stored),
                    "skipped": len(result.skipped), "bytes": result.bytes,

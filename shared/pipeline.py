@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.storage.blob import BlobClient
@@ -14,10 +14,21 @@ from shared.fetch import FetchResult
 from shared.mailbox_writer import RetryLater
 from shared.messages import ItemMessage
 from shared.outcomes import ItemOutcome, Outcome
-from shared.replay import Replayer, ReplayResult
+from shared.replay import (
+    MAX_BODY_BYTES,
+    MAX_DAYS,
+    MAX_NAMES,
+    REPLAYABLE,
+    Replayer,
+    ReplayRequest,
+    ReplayResult,
+    job_state,
+    run_job,
+    submit_job,
+)
 from shared.reports import publish_reports
 from shared.split import SplitResult
-from shared.telemetry import event, queue_age
+from shared.telemetry import event, queue_age, redact
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +65,7 @@ async def _record_failure(rt: Runtime, body: str, exc: Exception) -> None:
         return
     await rt.run_io(rt.outcomes.record, ItemOutcome(
         message.export, message.member, Outcome.FAILED, reason="retries_exhausted",
-        detail=f"{type(exc).__name__}: {str(exc)[:300]}; in the poison queue, replay it",
+        detail=f"{type(exc).__name__}: {redact(str(exc))[:300]}; in the poison queue, replay it",
         size=message.size))
 
 
@@ -69,39 +80,33 @@ def publish_reports_now(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def replay_request(rt: Runtime, body: bytes) -> tuple[int, str]:
-    """The HTTP replay API: a JSON body naming what to re-queue; answers with counts."""
+    """The HTTP replay API: a JSON body naming what to replay, checked and capped. One item is
+    replayed at once (200 with the counts); anything else becomes a job on the replay queue
+    (202 with its id), whose state and counts `{"kind": "job", "job": id}` answers."""
     try:
-        request = json.loads(body or b"{}")
-        result = _replay(Replayer(rt), request, bool(request.get("dry_run", False)))
+        if len(body) > MAX_BODY_BYTES:
+            raise ValueError(f"the body is over {MAX_BODY_BYTES} bytes")
+        request = ReplayRequest.from_json(json.loads(body or b"{}"))
     except (ValueError, KeyError, TypeError) as exc:
         return 400, json.dumps({"error": f"bad replay request: {exc}", "usage": REPLAY_USAGE})
-    return 200, json.dumps(result.to_json())
+    if request.kind == "job":
+        state = job_state(rt, request.job)
+        return (200, json.dumps(state)) if state else (404, json.dumps({"error": "no such job"}))
+    if request.kind == "item":
+        return 200, json.dumps(request.run(Replayer(rt)).to_json())
+    return 202, json.dumps(submit_job(rt, request))
+
+
+def run_replay_job(rt: Runtime, body: str, dequeue_count: int) -> ReplayResult:
+    return run_job(rt, body, last_attempt=dequeue_count >= rt.settings.max_dequeue_count)
 
 
 REPLAY_USAGE = {
-    "export": {"kind": "export", "exports": ["<export blob name>"]},
-    "days": {"kind": "days", "from": "YYYY-MM-DD", "to": "YYYY-MM-DD"},
+    "export": {"kind": "export", "exports": [f"<export blob name> (1 to {MAX_NAMES})"]},
+    "days": {"kind": "days", "from": "YYYY-MM-DD", "to": f"YYYY-MM-DD (at most {MAX_DAYS} days)"},
     "item": {"kind": "item", "export": "<export>", "member": "<member.eml>"},
-    "outcomes": {"kind": "outcomes", "outcomes": ["unmapped", "failed"], "exports": "optional"},
+    "outcomes": {"kind": "outcomes", "outcomes": list(REPLAYABLE), "exports": "optional"},
     "poison": {"kind": "poison"},
+    "job": {"kind": "job", "job": "<id answered with 202>"},
     "any": {"dry_run": "true to only count"},
 }
-
-
-def _replay(replayer: Replayer, request: dict[str, Any], dry_run: bool) -> ReplayResult:
-    kind = request["kind"]
-    if kind == "export":
-        return replayer.exports([str(n) for n in request["exports"]], dry_run)
-    if kind == "days":
-        return replayer.days(date.fromisoformat(request["from"]),
-                             date.fromisoformat(request["to"]), dry_run)
-    if kind == "item":
-        return replayer.item(str(request["export"]), str(request["member"]), dry_run)
-    if kind == "outcomes":
-        wanted = {Outcome(o) for o in request["outcomes"]}
-        exports = request.get("exports")
-        return replayer.outcomes(wanted, [str(e) for e in exports] if exports else None,
-                                 dry_run)
-    if kind == "poison":
-        return replayer.poison(dry_run)
-    raise ValueError(f"unknown kind {kind!r}")

@@ -15,6 +15,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from shared.outcomes import ItemOutcome, Outcome, OutcomeStore
 from shared.state import ExportRecord, StateStore
 from shared.telemetry import event
+from shared.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def add_up(reports: list[ExportReport]) -> Totals:
 
 
 def render_summary(reports: list[ExportReport]) -> str:
-    """A plain-text summary: per export, totals by outcome and per mailbox."""
+    """A plain-text summary: per export, totals by outcome and per mailbox; every value from an
+    export is escaped for the terminal (one line per row, whatever it contains)."""
     lines: list[str] = []
     totals = add_up(reports)
     columns = [o.value for o in Outcome if o is not Outcome.QUEUED] + ["queued"]
@@ -140,21 +142,22 @@ def render_summary(reports: list[ExportReport]) -> str:
                  + " ".join(f"{c:>{width[c]}}" for c in columns) + "  reconciled")
     for report in reports:
         manifest = "-" if report.manifest_count is None else str(report.manifest_count)
-        lines.append(f"{report.export[:52]:<52} {manifest:>8} "
+        lines.append(f"{printable(report.export)[:52]:<52} {manifest:>8} "
                      + " ".join(f"{report.outcomes.get(c, 0):>{width[c]}}" for c in columns)
-                     + ("  yes" if report.reconciled else f"  NO: {report.discrepancy()}"))
+                     + ("  yes" if report.reconciled
+                        else f"  NO: {printable(report.discrepancy())}"))
     lines.append(f"{'total':<52} {'':>8} "
                  + " ".join(f"{totals.outcomes.get(c, 0):>{width[c]}}" for c in columns))
     if totals.reasons:
         lines.append("quarantined/failed by reason: " + ", ".join(
-            f"{r}={n}" for r, n in totals.reasons.most_common()))
+            f"{printable(r)}={n}" for r, n in totals.reasons.most_common()))
     if totals.unmapped:
         lines.append("unmapped participants (fix the mapping CSV, then replay): " + ", ".join(
-            f"{p} x{n}" for p, n in totals.unmapped.most_common(20)))
+            f"{printable(p)} x{n}" for p, n in totals.unmapped.most_common(20)))
     lines.append("")
     lines.append(f"{'mailbox':<44} {'imported':>9} {'duplicate':>9} {'no_mailbox':>10}")
     for mailbox, counts in sorted(totals.per_mailbox.items()):
-        lines.append(f"{mailbox[:44]:<44} {counts.get('imported', 0):>9} "
+        lines.append(f"{printable(mailbox)[:44]:<44} {counts.get('imported', 0):>9} "
                      f"{counts.get('duplicate', 0):>9} {counts.get('no_mailbox', 0):>10}")
     return "\n".join(lines)
 

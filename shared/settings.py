@@ -49,6 +49,7 @@ class Settings:
     items_container: str = "items"
     reports_container: str = "reports"
     items_queue: str = "items"
+    replay_queue: str = "replay"  # replay jobs asked for over HTTP
     state_table: str = "connectorstate"
     ledger_table: str = "ledger"
     outcomes_table: str = "outcomes"
@@ -97,6 +98,7 @@ class Settings:
             items_container=env.get("ITEMS_CONTAINER", cls.items_container),
             reports_container=env.get("REPORTS_CONTAINER", cls.reports_container),
             items_queue=env.get("ITEMS_QUEUE", cls.items_queue),
+            replay_queue=env.get("REPLAY_QUEUE", cls.replay_queue),
             state_table=env.get("STATE_TABLE", cls.state_table),
             ledger_table=env.get("LEDGER_TABLE", cls.ledger_table),
             outcomes_table=env.get("OUTCOMES_TABLE", cls.outcomes_table),

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared.telemetry import redact
 from shared.throttle import backoff_seconds
 
 
@@ -147,8 +148,10 @@ def _raise_for(response: httpx.Response, action: str) -> None:
     if response.status_code >= 500 or response.status_code == 429:
         raise _Retryable(f"{action}: HTTP {response.status_code}")
     if response.status_code >= 400:
+        # The body is the vendor's to write (it may echo what we sent, or name users): it goes
+        # into logs and the state table, so only redacted, and redacted before it is cut.
         raise TeleMessageError(f"{action}: HTTP {response.status_code} "
-                               f"{response.text[:200]}")
+                               f"{redact(response.text[:4000])[:200]}")
 
 
 def _iso(value: datetime) -> str:

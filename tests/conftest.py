@@ -40,6 +40,7 @@ def isolated_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
         "GATE_CONTAINER": f"gate-{tag}",
         "MAPPING_BLOB": f"config-{tag}/mapping.csv",
         "ITEMS_QUEUE": f"items-{tag}",
+        "REPLAY_QUEUE": f"replay-{tag}",
         "STATE_TABLE": f"state{tag}",
         "LEDGER_TABLE": f"ledger{tag}",
         "OUTCOMES_TABLE": f"outcomes{tag}",

@@ -43,6 +43,7 @@ param quarantineContainerName string
 param gateContainerName string
 param preservedContainerName string
 param itemsQueueName string
+param replayQueueName string
 param stateTableName string
 param ledgerTableName string
 param outcomesTableName string
@@ -202,6 +203,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GATE_CONTAINER: gateContainerName
     PRESERVED_CONTAINER: preservedContainerName
     ITEMS_QUEUE: itemsQueueName
+    REPLAY_QUEUE: replayQueueName
     STATE_TABLE: stateTableName
     LEDGER_TABLE: ledgerTableName
     OUTCOMES_TABLE: outcomesTableName

@@ -6,7 +6,8 @@
 //          the lifecycle rule), reports, quarantine, preserved (attachments withheld from the
 //          mailbox, WORM), config (mapping.csv), the deployment package, and the Event Grid
 //          dead-letter container
-//   queue  items, items-poison (host moves messages there after maxDequeueCount), and
+//   queue  items, items-poison (host moves messages there after maxDequeueCount), replay and
+//          replay-poison (replay jobs from the HTTP function), and
 //          webjobs-blobtrigger-poison (the host's poison queue for the `split` blob trigger)
 //   table  connectorstate, ledger, outcomes
 //
@@ -28,6 +29,8 @@ param configContainerName string
 param deadLetterContainerName string
 param itemsQueueName string
 param itemsPoisonQueueName string
+param replayQueueName string
+param replayPoisonQueueName string
 param blobTriggerPoisonQueueName string
 param stateTableName string
 param ledgerTableName string
@@ -262,6 +265,17 @@ resource itemsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023
 resource itemsPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService
   name: itemsPoisonQueueName
+}
+
+// Replay jobs asked for over HTTP (the `replay_job` queue trigger) and its poison queue.
+resource replayQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: replayQueueName
+}
+
+resource replayPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: replayPoisonQueueName
 }
 
 resource blobTriggerPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {

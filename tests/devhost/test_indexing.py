@@ -61,6 +61,7 @@ def test_names_types_and_directions(metadata: dict[str, FunctionMetadata]) -> No
         "import_item": [("msg", "queueTrigger", "IN")],
         "reconcile": [("timer", "timerTrigger", "IN")],
         "replay": [("$return", "http", "OUT"), ("req", "httpTrigger", "IN")],
+        "replay_job": [("msg", "queueTrigger", "IN")],
     }
     assert {m.script_file for m in metadata.values()} == {"function_app.py"}
 
@@ -68,10 +69,12 @@ def test_names_types_and_directions(metadata: dict[str, FunctionMetadata]) -> No
 def test_setting_expressions(metadata: dict[str, FunctionMetadata]) -> None:
     assert {n: m.setting_names() for n, m in metadata.items()} == {
         "fetch": {"FETCH_SCHEDULE"}, "split": {"EXPORTS_CONTAINER"},
-        "import_item": {"ITEMS_QUEUE"}, "reconcile": {"REPORT_SCHEDULE"}, "replay": set()}
+        "import_item": {"ITEMS_QUEUE"}, "reconcile": {"REPORT_SCHEDULE"}, "replay": set(),
+        "replay_job": {"REPLAY_QUEUE"}}
     assert binding(metadata["split"], "export")["path"] == "%EXPORTS_CONTAINER%/{name}"
     assert binding(metadata["import_item"], "msg")["queueName"] == "%ITEMS_QUEUE%"
-    for name in ("split", "import_item"):
+    assert binding(metadata["replay_job"], "msg")["queueName"] == "%REPLAY_QUEUE%"
+    for name in ("split", "import_item", "replay_job"):
         assert metadata[name].trigger["connection"] == "AzureWebJobsStorage"
 
 
@@ -106,7 +109,8 @@ def sample_settings() -> dict[str, str]:
 def default_settings() -> dict[str, str]:
     s = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     return {"FETCH_SCHEDULE": s.fetch_schedule, "REPORT_SCHEDULE": s.report_schedule,
-            "EXPORTS_CONTAINER": s.exports_container, "ITEMS_QUEUE": s.items_queue}
+            "EXPORTS_CONTAINER": s.exports_container, "ITEMS_QUEUE": s.items_queue,
+            "REPLAY_QUEUE": s.replay_queue}
 
 
 @pytest.mark.parametrize("source", [sample_settings, default_settings],

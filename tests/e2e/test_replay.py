@@ -131,15 +131,23 @@ def test_fixing_the_mapping_and_replaying_unmapped_imports_them(env: Env) -> Non
     assert env.outcomes()[Outcome.UNMAPPED.value] == len(unmapped_rows) - len(fixable)
 
 
-def test_http_replay_dry_run_and_bad_request(env: Env) -> None:
+def test_http_replay_runs_as_a_job_of_the_replay_queue(env: Env) -> None:
     response = env.host.call_http("replay", body=json.dumps(
         {"kind": "days", "from": DAY.isoformat(), "to": DAY.isoformat(),
          "dry_run": True}).encode())
-    assert response.status_code == 200
-    answer = json.loads(response.get_body())
-    assert answer["dry_run"] is True and answer["items"] == 60 and len(answer["exports"]) == 1
+    assert response.status_code == 202
+    job = json.loads(response.get_body())["job"]
+    env.drain()  # the host's `replay_job` queue trigger runs it
+    state = env.host.call_http("replay", body=json.dumps({"kind": "job", "job": job}).encode())
+    answer = json.loads(state.get_body())
+    assert state.status_code == 200 and answer["status"] == "done"
+    result = answer["result"]
+    assert result["dry_run"] is True and result["items"] == 60 and len(result["exports"]) == 1
     bad = env.host.call_http("replay", body=b'{"kind": "everything"}')
     assert bad.status_code == 400 and "unknown kind" in bad.get_body().decode()
+    imported = env.host.call_http("replay", body=b'{"kind": "outcomes", "outcomes": '
+                                                 b'["imported"]}')
+    assert imported.status_code == 400
 
 
 def test_published_reports_reconcile_and_land_in_the_reports_container(env: Env) -> None:

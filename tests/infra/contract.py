@@ -1005,7 +1005,8 @@ def _check_names(dep: Deployment, settings: dict[str, Any], names: dict[str, str
         if resource not in created[kind]:
             problems.append(f"the Bicep creates no {kind} named {resource!r} ({name}); it "
                             f"creates {sorted(map(_show, created[kind]))}")
-    for queue in (f"{defaults['ITEMS_QUEUE']}-poison", BLOB_TRIGGER_POISON_QUEUE):
+    poison = [f"{defaults[n]}-poison" for n, kind in sorted(names.items()) if kind == "queue"]
+    for queue in (*poison, BLOB_TRIGGER_POISON_QUEUE):
         if queue not in created["queue"]:
             problems.append(f"the Bicep creates no queue named {queue!r} (poison queue)")
     queues = host.get("extensions", {}).get("queues", {})

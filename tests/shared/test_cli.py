@@ -73,6 +73,15 @@ def test_inspect_a_zip_and_one_member(tmp_path: Path, eml_files: tuple[Path, Pat
     assert main(["inspect", str(archive), "../bad.eml"]) == 1
 
 
+def test_inspect_refuses_an_export_over_the_member_limit_by_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.shared.test_export_format import raw_zip
+    archive = tmp_path / "many.zip"
+    archive.write_bytes(raw_zip(3, declared=300_000, zip64=True))  # the end record lies
+    assert main(["inspect", str(archive)]) == 1
+    assert "refused: too_many_members" in capsys.readouterr().err
+
+
 def test_mapping_validate_names_each_bad_line(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "m.csv"
@@ -115,3 +124,44 @@ def test_module_entry_point_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "shared", "--help"], capture_output=True,
                           text=True, check=False, cwd=Path(__file__).parents[2])
     assert done.returncode == 0 and "inspect" in done.stdout and "replay" in done.stdout
+
+
+HOSTILE = "x\x1b]0;owned\x07\x1b[2J\x9b1A\u202edlrow\nimported: 999"
+
+
+def test_report_and_status_escape_control_characters_from_exports(
+        storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in storage_env.items():
+        monkeypatch.setenv(key, value)
+    set_runtime(None)
+    from shared.clients import runtime
+    from shared.outcomes import ItemOutcome, Outcome
+    from shared.state import ExportRecord
+
+    rt = runtime()
+    export = f"202611250000-TeleMessage_1_{HOSTILE}.zip"
+    rt.state.record_export(ExportRecord(export, "2026-11-25", 2, 2, 2, 0, split_at="x",
+                                        problems=[{"code": "manifest_missing",
+                                                   "detail": HOSTILE}]))
+    rt.outcomes.record(ItemOutcome(export, "a.eml", Outcome.UNMAPPED, unmapped=[HOSTILE]))
+    rt.outcomes.record(ItemOutcome(export, "b.eml", Outcome.QUARANTINED, reason=HOSTILE,
+                                   detail=HOSTILE))
+    rt.state.record_run("fetch", {"at": "now", "error": HOSTILE})
+    try:
+        main(["report"])
+        summary = capsys.readouterr().out
+        main(["report", "--json"])
+        as_json = capsys.readouterr().out
+        main(["status"])
+        status = capsys.readouterr().out
+    finally:
+        set_runtime(None)
+    for shown in (summary, as_json, status):
+        for control in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert control not in shown
+    assert "\\x1b]0;owned" in summary and "\\x1b]0;owned" in status
+    assert not any(line.startswith("imported: 999") for line in summary.splitlines() +
+                   status.splitlines())  # a newline in a value cannot forge a line
+    [report] = json.loads(as_json)
+    assert report["export"] == export  # the JSON still says exactly what was stored

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -111,3 +115,48 @@ def test_flaky_api_is_retried(storage_env: dict[str, str], tmp_path: Path) -> No
         result = Fetcher(client, exports, rt.state, timedelta(days=2), clock=lambda: NOW).run()
         assert result.error == ""
         assert stored(rt) == {e.name: e.sha256 for e in sim.exports}
+
+
+class _HostileApi(BaseHTTPRequestHandler):
+    """A TeleMessage API whose error body echoes the credentials and names a user."""
+
+    BODY = json.dumps({"error": "invalid_window", "request": {
+        "username": "archiver", "password": "hunter2-pw", "access_token": "tok-abc-123"},
+        "hint": "ask dana.levi@contoso.com or +44 7700 900123"})
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self._answer(200, json.dumps({"access_token": "tok-abc-123"}))
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(400, self.BODY)
+
+    def _answer(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_an_error_body_is_redacted_before_it_is_logged_or_stored(
+        storage_env: dict[str, str], telemessage: TeleMessageSimulator,
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fetch, rt = fetcher(storage_env, telemessage,
+                            url=f"http://127.0.0.1:{server.server_address[1]}")
+        with caplog.at_level(logging.ERROR, logger="shared.fetch"):
+            result = fetch.run()
+    finally:
+        server.shutdown()
+    last = rt.state.last_run("fetch")
+    assert last is not None and "HTTP 400" in last["error"] and "invalid_window" in last["error"]
+    logged = " ".join(f"{r.getMessage()} {getattr(r, 'detail', '')}" for r in caplog.records)
+    for text in (result.error, last["error"], logged):
+        for secret in ("hunter2-pw", "tok-abc-123", "dana.levi", "7700 900123"):
+            assert secret not in text
