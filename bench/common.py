@@ -162,6 +162,7 @@ class CpuMeter:
         self._t0 = 0.0
         self._machine0 = 0.0
         self.percent: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}  # CPU seconds used, per process
 
     def _used(self, name: str, pid: int) -> float:
         return cpu_seconds(pid, tree=name != "connector")
@@ -178,6 +179,7 @@ class CpuMeter:
         for name, pid in self._pids.items():
             used = self._used(name, pid) - self._start[name]
             ours += used
+            self.seconds[name] = round(used, 2)
             self.percent[name] = round(100 * used / wall, 1)
         machine = machine_busy_seconds() - self._machine0
         self.percent["others"] = round(max(0.0, 100 * (machine - ours) / wall), 1)

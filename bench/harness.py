@@ -28,7 +28,8 @@ from bench.common import (
 )
 from bench.graph_server import GraphProcess
 from devhost.azurite import Azurite
-from devhost.host import LocalFunctionsHost
+from devhost.host import HostStats, LocalFunctionsHost
+from devhost.workers import QueueWorkers
 from shared.clients import Runtime, set_runtime
 from shared.settings import Settings
 from simulators.graph import SimUser
@@ -151,11 +152,14 @@ class Stack:
         return blobs
 
     def outcomes(self, exports: list[ExportFile]) -> Counter[str]:
+        """Item outcomes, and "placements": items written into a mailbox (one per mailbox)."""
         counts: Counter[str] = Counter()
         for export in exports:
             for outcome in self.runtime.outcomes.for_export(export.name):
                 label = outcome.outcome.value
                 counts[f"{label}:{outcome.reason}" if outcome.reason else label] += 1
+                counts["placements"] += sum(1 for value in outcome.mailboxes.values()
+                                            if value == "imported")
         return counts
 
 
@@ -181,12 +185,34 @@ class HostRun:
     blob: Timing
     host_stats: Any
     cpu_pct: dict[str, float]
+    cpu_seconds: dict[str, float]
     profiles: dict[str, Any]
+    workers: list[HostStats] = field(default_factory=list)  # the extra worker processes'
+
+    @property
+    def connector_cpu_seconds(self) -> float:
+        """CPU of every connector process (the host's and the extra workers')."""
+        return sum(v for k, v in self.cpu_seconds.items()
+                   if k == "connector" or k.startswith("worker"))
+
+    @property
+    def queue_first(self) -> float:
+        return min([self.queue.first, *(w.queue_first_start for w in self.workers
+                                         if w.queue_first_start)])
+
+    @property
+    def queue_last(self) -> float:
+        return max([self.queue.last, *(w.queue_last_end for w in self.workers)])
+
+    @property
+    def queue_invocations(self) -> int:
+        return len(self.queue.durations) + sum(w.queue_invocations for w in self.workers)
 
 
 def run_host(st: Stack, host_json: dict[str, Any] | None = None, profile_dir: Path | None = None,
-             timeout: float = 3600.0) -> HostRun:
-    """Runs the registered functions through the local host until everything is idle."""
+             timeout: float = 3600.0, workers: int = 1) -> HostRun:
+    """Runs the registered functions through the local host until everything is idle, with
+    `workers - 1` extra worker processes on the queue (devhost.workers)."""
     # azure-functions' get_functions() refuses a second call on one app (it remembers the
     # names it indexed); the local host calls it once per host, and we build several.
     function_app.app.functions_bindings = {}
@@ -194,8 +220,10 @@ def run_host(st: Stack, host_json: dict[str, Any] | None = None, profile_dir: Pa
     queue, blob = Timing(), Timing()
     queue.wrap(host, "queueTrigger")
     blob.wrap(host, "blobTrigger")
-    meter = CpuMeter({"connector": os.getpid(), "azurite": azurite_pid(st.azurite),
-                      "graph simulator": st.graph.pid})
+    extra = QueueWorkers(workers - 1, host_json).start()
+    meter = CpuMeter({"connector": os.getpid(),
+                      **{f"worker {n}": pid for n, pid in enumerate(extra.pids, start=2)},
+                      "azurite": azurite_pid(st.azurite), "graph simulator": st.graph.pid})
     profiles: dict[str, Profile] = {}
     if profile_dir is not None:
         profiles = {"connector": Profile(os.getpid(), profile_dir / "connector.pyspy.txt"),
@@ -203,14 +231,17 @@ def run_host(st: Stack, host_json: dict[str, Any] | None = None, profile_dir: Pa
     wait_for_quiet()
     meter.start()
     started = time.monotonic()
+    extra.go()
     try:
-        asyncio.run(host.run_until_idle(timeout=timeout))
+        asyncio.run(host.run_until_idle(timeout=timeout, settle=2.0))
     finally:
         seconds = time.monotonic() - started
         cpu = meter.stop()
+        worker_stats = extra.stop()
         summaries = {name: p.finish() for name, p in profiles.items()}
         host.close()
-    return HostRun(seconds, queue, blob, host.stats, cpu, summaries)
+    return HostRun(seconds, queue, blob, host.stats, cpu, dict(meter.seconds), summaries,
+                   worker_stats)
 
 
 def host_json_with(batch_size: int, new_batch_threshold: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from simulators.telemessage.org import generate_org
 NAME = "split"
 THREADS = 16  # Splitter's default workers
 TARGET = 0.80
+RUNS = 3
 STAGING = "staging"  # not the watched exports container: nothing else reacts to it
 
 
@@ -77,15 +78,15 @@ def raw_rate(runtime: Runtime, path: Path) -> dict[str, float]:
     return {"items": len(members), "upload_s": t1 - t0, "send_s": t2 - t1, "total_s": t2 - t0}
 
 
-def run(quick: bool, workdir: Path) -> list[Row]:
-    count = 300 if quick else 3000
-    path = build_day_export(count, workdir / "exports")
+def measure_once(path: Path, workdir: Path, profile: bool) -> dict[str, Any]:
+    """One raw run and one split of the same export, in one fresh Azurite."""
+    import os
+
+    from shared.settings import Settings
     with local_storage(workdir) as azurite:
         apply_env(settings_env(azurite.connection_string))
-        from shared.settings import Settings
         runtime = Runtime(Settings.from_env())
         blob = upload_export(runtime, path)
-        import os
         wait_for_quiet()
         meter = CpuMeter({"connector": os.getpid(), "azurite": azurite_pid(azurite)}).start()
         raw = raw_rate(runtime, path)
@@ -93,24 +94,41 @@ def run(quick: bool, workdir: Path) -> list[Row]:
 
         wait_for_quiet()
         meter = CpuMeter({"connector": os.getpid(), "azurite": azurite_pid(azurite)}).start()
-        profile = None if quick else Profile(os.getpid(), workdir / "split.pyspy.txt")
+        spy = Profile(os.getpid(), workdir / "split.pyspy.txt") if profile else None
         t0 = time.perf_counter()
         result = runtime.splitter().split(path.name, blob)
         split_s = time.perf_counter() - t0
         split_cpu = meter.stop()
-        hot = profile.finish() if profile is not None else {}
+        hot = spy.finish() if spy is not None else {}
     assert result.queued == raw["items"], (result, raw["items"])
-    split_rate = result.queued / split_s
     ceiling = raw["items"] / raw["total_s"]
+    rate = result.queued / split_s
+    return {"raw": raw, "raw_rate": ceiling, "raw_cpu_pct": raw_cpu, "split_rate": rate,
+            "split_s": round(split_s, 2), "split_cpu_pct": split_cpu, "ratio": rate / ceiling,
+            "profile": hot}
+
+
+def run(quick: bool, workdir: Path) -> list[Row]:
+    """RUNS runs (one is too noisy on a shared machine); the rows give the median ratio."""
+    count, runs = (300, 1) if quick else (3000, RUNS)
+    path = build_day_export(count, workdir / "exports")
+    results = [measure_once(path, workdir / f"run{n}", profile=not quick and n == 0)
+               for n in range(runs)]
+    median = sorted(results, key=lambda r: r["ratio"])[len(results) // 2]
     size_mb = path.stat().st_size / 1e6
+    ratios = ", ".join(f"{r['ratio']:.0%}" for r in results)
     return [
-        Row(NAME, f"{count} items, {size_mb:.0f} MB ZIP", "raw Azurite rate", round(ceiling, 1),
-            "items/s", notes=f"blob uploads {raw['items'] / raw['upload_s']:.0f}/s, queue "
-            f"sends {raw['items'] / raw['send_s']:.0f}/s, {THREADS} threads",
-            extra={"raw": raw, "cpu_pct": raw_cpu}),
-        Row(NAME, f"{count} items, {size_mb:.0f} MB ZIP", "split rate", round(split_rate, 1),
-            "items/s", ceiling=round(ceiling, 1), target=f">= {TARGET:.0%} of raw",
-            met=split_rate >= TARGET * ceiling,
-            notes=f"CPU % of a core: {split_cpu} (raw run: {raw_cpu})",
-            extra={"seconds": round(split_s, 2), "cpu_pct": split_cpu, "profile": hot}),
+        Row(NAME, f"{count} items, {size_mb:.0f} MB ZIP", "raw Azurite rate",
+            round(median["raw_rate"], 1), "items/s",
+            notes=f"run with the median ratio: blob uploads "
+                  f"{median['raw']['items'] / median['raw']['upload_s']:.0f}/s, queue sends "
+                  f"{median['raw']['items'] / median['raw']['send_s']:.0f}/s, {THREADS} threads",
+            extra={"runs": [{k: v for k, v in r.items() if k != "profile"} for r in results]}),
+        Row(NAME, f"{count} items, {size_mb:.0f} MB ZIP", f"split rate (median of {runs})",
+            round(median["split_rate"], 1), "items/s", ceiling=round(median["raw_rate"], 1),
+            target=f">= {TARGET:.0%} of raw, median of {RUNS}",
+            met=median["ratio"] >= TARGET if runs >= RUNS else None,
+            notes=f"split/raw per run: {ratios}; CPU % of a core (median run): split "
+                  f"{median['split_cpu_pct']}, raw {median['raw_cpu_pct']}",
+            extra={"profile": results[0]["profile"]}),
     ]

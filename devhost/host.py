@@ -86,6 +86,8 @@ class HostStats:
     queue_invocations: int = 0
     queue_failures: int = 0
     poisoned: int = 0
+    queue_first_start: float = 0.0  # time.time() of the first queue invocation
+    queue_last_end: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -263,6 +265,7 @@ class LocalFunctionsHost:
         loop = asyncio.get_running_loop()
         self._queue_inflight += 1
         self.stats.queue_invocations += 1
+        self.stats.queue_first_start = self.stats.queue_first_start or time.time()
         try:
             body = message.content
             raw = base64.b64decode(body) if options.message_encoding == "base64" else \
@@ -285,6 +288,7 @@ class LocalFunctionsHost:
             await loop.run_in_executor(self._pool, queue.delete_message, message)
         finally:
             self._queue_inflight -= 1
+            self.stats.queue_last_end = time.time()
 
     def _poison(self, queue: QueueClient, poison: QueueClient, message: Any) -> None:
         _create_queue(poison)
@@ -321,8 +325,9 @@ class LocalFunctionsHost:
                 self._pool, lambda: fn.function(**{fn.param: argument}))
 
     async def run(self, until: Callable[[], bool] | None = None, timeout: float = 600.0,
-                  timers: bool = True) -> None:
-        """Runs the listeners until `until()` is true (checked between polls) or timeout."""
+                  timers: bool = True, blobs: bool = True) -> None:
+        """Runs the listeners until `until()` is true (checked between polls) or timeout.
+        `blobs=False`: a worker process that only drains the queues (devhost.workers)."""
         self._blob_slots = asyncio.Semaphore(self._blob_parallelism)
         tasks = [asyncio.create_task(self._queue_loop(f)) for f in self._of_kind("queueTrigger")]
         if timers:
@@ -331,7 +336,8 @@ class LocalFunctionsHost:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                await self._blob_scan()
+                if blobs:
+                    await self._blob_scan()
                 for task in tasks:
                     if task.done() and task.exception():
                         raise task.exception()  # type: ignore[misc]

@@ -18,7 +18,7 @@ def ensure_resources(settings: Settings, connection_string: str) -> None:
     mapping_container = settings.mapping_blob.split("/", 1)[0]
     for name in (settings.exports_container, settings.items_container,
                  settings.reports_container, settings.quarantine_container,
-                 settings.preserved_container, mapping_container):
+                 settings.preserved_container, mapping_container, settings.gate_container):
         with contextlib.suppress(ResourceExistsError):
             blobs.create_container(name)
     queues = QueueServiceClient.from_connection_string(connection_string)

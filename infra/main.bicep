@@ -211,6 +211,7 @@ var names = {
   itemsContainer: 'items'
   reportsContainer: 'reports'
   quarantineContainer: 'quarantine'
+  gateContainer: 'graph-gate'
   preservedContainer: 'preserved'
   configContainer: 'config'
   mappingBlob: 'config/mapping.csv'
@@ -279,6 +280,7 @@ module storage 'app/storage.bicep' = {
     itemsContainerName: names.itemsContainer
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
+    gateContainerName: names.gateContainer
     preservedContainerName: names.preservedContainer
     configContainerName: names.configContainer
     deadLetterContainerName: names.deadLetterContainer
@@ -376,6 +378,7 @@ module functionApp 'app/function.bicep' = {
     itemsContainerName: names.itemsContainer
     reportsContainerName: names.reportsContainer
     quarantineContainerName: names.quarantineContainer
+    gateContainerName: names.gateContainer
     preservedContainerName: names.preservedContainer
     itemsQueueName: names.itemsQueue
     replayQueueName: names.replayQueue

@@ -221,10 +221,7 @@ def ledger_command(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    import httpx
-
-    from shared.clients import graph_client, runtime
-    from shared.graph import GraphMailboxes
+    from shared.clients import graph_mailboxes, runtime
     from shared.ledger_rebuild import LedgerRebuilder
     from shared.mapping_store import MappingStore
     from shared.throttle import MailboxGate
@@ -241,12 +238,10 @@ def ledger_command(args: argparse.Namespace) -> int:
                               if result in ("imported", "duplicate", "failed")}
 
     async def rebuild() -> list[dict[str, object]]:
-        async with httpx.AsyncClient(timeout=120.0) as uploads:
-            graph = GraphMailboxes(graph_client(s), uploads,
-                                   MailboxGate(s.graph_max_concurrency_per_mailbox))
-            rebuilder = LedgerRebuilder(graph, rt.ledger, rt.run_io, s.archive_folder_name,
-                                        progress)
-            return [r.to_json() for r in await rebuilder.run(mailboxes)]
+        graph = graph_mailboxes(s, MailboxGate(s.graph_max_concurrency_per_mailbox))
+        rebuilder = LedgerRebuilder(graph, rt.ledger, rt.run_io, s.archive_folder_name,
+                                    progress)
+        return [r.to_json() for r in await rebuilder.run(mailboxes)]
 
     results = asyncio.run(rebuild())
     if args.json:

@@ -23,7 +23,6 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
-    AuthenticationProvider,
     BaseBearerTokenAuthenticationProvider,
 )
 from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -35,9 +34,10 @@ from msgraph_core import GraphClientFactory
 from requests.adapters import HTTPAdapter
 
 from shared.fetch import Fetcher
-from shared.graph import GraphMailboxes
+from shared.graph import GraphApi, GraphMailboxes
 from shared.importer import Importer
 from shared.ledger import Ledger
+from shared.mailbox_slots import BlobSlots
 from shared.mailbox_writer import FolderCache, MailboxWriter
 from shared.mapping import Directory, Mapper
 from shared.mapping_store import MappingStore
@@ -51,6 +51,10 @@ from shared.throttle import MailboxGate
 
 T = TypeVar("T")
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+# Graph writes: mailboxes spread over small pools (see GraphApi); together they keep alive
+# about what one process has in flight.
+GRAPH_POOLS = 8
+GRAPH_POOL_CONNECTIONS = 16
 
 
 class StaticTokenProvider(AccessTokenProvider):
@@ -123,8 +127,10 @@ class Runtime:
 
     def _build_importer(self) -> Importer:
         s = self.settings
-        graph = GraphMailboxes(graph_client(s), httpx.AsyncClient(timeout=120.0),
-                               MailboxGate(s.graph_max_concurrency_per_mailbox))
+        per_mailbox = s.graph_max_concurrency_per_mailbox
+        slots = BlobSlots(self.blob_service.get_container_client(s.gate_container), per_mailbox,
+                          self.run_io)
+        graph = graph_mailboxes(s, MailboxGate(per_mailbox, slots))
         mappings = MappingStore(self.blob_service, s.mapping_blob, s.mapping_refresh_seconds)
         mapper = Mapper(mappings.current, Directory(graph.get_user, s.directory_cache_seconds),
                         s.auto_mapping)
@@ -139,11 +145,33 @@ class Runtime:
                         s.exports_container)
 
 
-def graph_client(settings: Settings) -> GraphServiceClient:
-    """msgraph-sdk pointed at GRAPH_BASE_URL; the SDK's own retries are off because a blind
-    retry of a create after a 504 can duplicate an item (ours ask Graph first)."""
+def graph_mailboxes(settings: Settings, gate: MailboxGate, backoff_base: float = 0.5
+                    ) -> GraphMailboxes:
+    """msgraph-sdk for look-ups, plain JSON on the same token provider for the writes, and an
+    upload client without credentials (upload URLs are pre-authenticated)."""
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
     auth = _graph_auth(settings.require_graph(), host)
+    pools = [httpx.AsyncClient(base_url=_with_slash(settings.graph_base_url),
+                               timeout=httpx.Timeout(100.0, connect=15.0),
+                               limits=httpx.Limits(max_connections=GRAPH_POOL_CONNECTIONS,
+                                                   max_keepalive_connections=GRAPH_POOL_CONNECTIONS))
+             for _ in range(GRAPH_POOLS)]
+    api = GraphApi(pools, auth.access_token_provider)
+    return GraphMailboxes(graph_client(settings, auth), api, httpx.AsyncClient(timeout=120.0),
+                          gate, backoff_base=backoff_base)
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def graph_client(settings: Settings, auth: BaseBearerTokenAuthenticationProvider | None = None
+                 ) -> GraphServiceClient:
+    """msgraph-sdk pointed at GRAPH_BASE_URL; the SDK's own retries are off because a blind
+    retry of a create after a 504 can duplicate an item (ours ask Graph first)."""
+    if auth is None:
+        auth = _graph_auth(settings.require_graph(), urlparse(settings.graph_base_url).hostname
+                           or "graph.microsoft.com")
     options = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0,
                                                                 should_retry=False)}
     http = GraphClientFactory.create_with_default_middleware(
@@ -159,7 +187,7 @@ def graph_client(settings: Settings) -> GraphServiceClient:
     return GraphServiceClient(request_adapter=adapter)
 
 
-def _graph_auth(settings: Settings, host: str) -> AuthenticationProvider:
+def _graph_auth(settings: Settings, host: str) -> BaseBearerTokenAuthenticationProvider:
     if settings.graph_credential_kind == "static_token":
         return BaseBearerTokenAuthenticationProvider(
             StaticTokenProvider(settings.graph_static_token, host))

@@ -1,4 +1,7 @@
-"""Microsoft Graph, as the connector uses it, through msgraph-sdk.
+"""Microsoft Graph, as the connector uses it: msgraph-sdk for the directory, folders and
+look-ups; plain JSON over httpx for the per-item writes (create message, add attachment,
+upload session), with the same token provider. msgraph's models and kiota's middleware chain
+were ~35-40% of the import's CPU per item (docs/BENCHMARKS.md).
 
 Every mailbox call passes through the MailboxGate (back-pressure) and comes back either with a
 result or as a GraphError saying whether the failure is throttling, transient, unknown (the
@@ -8,25 +11,25 @@ write may have happened) or permanent. Callers never see SDK exception types.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from kiota_abstractions.api_error import APIError
+from kiota_abstractions.authentication import AccessTokenProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
 from msgraph import GraphServiceClient
-from msgraph.generated.models.attachment_item import AttachmentItem
-from msgraph.generated.models.attachment_type import AttachmentType
-from msgraph.generated.models.file_attachment import FileAttachment
 from msgraph.generated.models.mail_folder import MailFolder
-from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.mail_folders.item.child_folders.child_folders_request_builder import (  # noqa: E501
     ChildFoldersRequestBuilder,
@@ -36,9 +39,6 @@ from msgraph.generated.users.item.mail_folders.item.messages.messages_request_bu
 )
 from msgraph.generated.users.item.messages.item.attachments.attachments_request_builder import (
     AttachmentsRequestBuilder,
-)
-from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
-    CreateUploadSessionPostRequestBody,
 )
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
@@ -125,12 +125,42 @@ class ExistingAttachment:
     size: int
 
 
+class GraphApi:
+    """POSTs of JSON to Graph with a bearer token from the token provider, which gives a
+    token only for Graph's own host. No tracing middleware: a span would carry the URL.
+
+    The mailboxes are spread over several small connection pools (all with base_url
+    GRAPH_BASE_URL): httpcore scans its whole pool on every request and every response, and
+    one pool of ~100 connections cost ~22% of the import's CPU (docs/BENCHMARKS.md)."""
+
+    def __init__(self, pools: list[httpx.AsyncClient], tokens: AccessTokenProvider) -> None:
+        self._pools = pools
+        self._tokens = tokens
+
+    async def post(self, mailbox: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The answer's JSON; a failure as a GraphError (5xx and timeouts as UNKNOWN)."""
+        http = self._pools[zlib.crc32(mailbox.encode()) % len(self._pools)]
+        token = await self._tokens.get_authorization_token(str(http.base_url))
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = await http.post(path, content=json.dumps(body).encode(), headers=headers)
+        if response.status_code in (200, 201):
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            return answer if isinstance(answer, dict) else {}
+        raise _http_error(response)
+
+
 class GraphMailboxes:
     """The Graph operations the connector needs, each scoped to a mailbox and gated."""
 
-    def __init__(self, client: GraphServiceClient, upload_http: httpx.AsyncClient,
+    def __init__(self, client: GraphServiceClient, api: GraphApi, upload_http: httpx.AsyncClient,
                  gate: MailboxGate, max_attempts: int = 6, backoff_base: float = 0.5) -> None:
         self._client = client
+        self._api = api
         self._upload_http = upload_http  # no auth: upload URLs are pre-authenticated
         self._gate = gate
         self._max_attempts = max_attempts
@@ -263,22 +293,12 @@ class GraphMailboxes:
                 return
             request = builder.with_url(next_link).to_get_request_information()
 
-    async def create_message(self, mailbox: str, folder_id: str, message: Message) -> str:
-        builder = (self._client.users.by_user_id(mailbox).mail_folders
-                   .by_mail_folder_id(folder_id).messages)
-        request = builder.to_post_request_information(message)
-        # Only the id is needed: reading the raw answer skips msgraph's model parsing, which
-        # costs ~20 ms of CPU per created message (most of the import's CPU).
-        async def send() -> bytes:
-            raw: object = await self._client.request_adapter.send_primitive_async(  # type: ignore[func-returns-value]
-                request, "bytes", {"XXX": ODataError})
-            return raw if isinstance(raw, bytes) else b""
-
-        answer = await self._call(mailbox, send, write=True)
-        try:
-            message_id = json.loads(answer or b"{}").get("id")
-        except ValueError:
-            message_id = None
+    async def create_message(self, mailbox: str, folder_id: str,
+                             message: dict[str, Any]) -> str:
+        path = f"users/{quote(mailbox)}/mailFolders/{quote(folder_id)}/messages"
+        answer = await self._call(mailbox, lambda: self._api.post(mailbox, path, message),
+                                  write=True)
+        message_id = answer.get("id")
         if not message_id:
             raise GraphError(Failure.UNKNOWN, None, "NoId", "create returned no message id")
         return str(message_id)
@@ -294,23 +314,22 @@ class GraphMailboxes:
 
     async def add_attachment(self, mailbox: str, message_id: str, name: str,
                              content_type: str, data: bytes) -> None:
-        body = FileAttachment(odata_type="#microsoft.graph.fileAttachment", name=name,
-                              content_type=content_type, content_bytes=data)
-        await self._call(mailbox, lambda: self._attachments(mailbox, message_id).post(body),
-                         write=True)
+        body = file_attachment(name, content_type, data)
+        await self._call(mailbox, lambda: self._api.post(mailbox, self._attachments_path(
+            mailbox, message_id), body), write=True)
 
     async def upload_attachment(self, mailbox: str, message_id: str, name: str,
                                 content_type: str, data: bytes) -> None:
         """An upload session for an attachment over 3 MB: PUT ranges to the returned URL,
         which is pre-authenticated and on another host, so it never gets our token."""
-        body = CreateUploadSessionPostRequestBody(attachment_item=AttachmentItem(
-            attachment_type=AttachmentType.File, name=name, size=len(data),
-            content_type=content_type))
-        session = await self._call(mailbox, lambda: self._attachments(mailbox, message_id)
-                                   .create_upload_session.post(body), write=True)
-        if session is None or not session.upload_url:
+        body = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
+                                   "contentType": content_type}}
+        path = f"{self._attachments_path(mailbox, message_id)}/createUploadSession"
+        session = await self._call(mailbox, lambda: self._api.post(mailbox, path, body),
+                                   write=True)
+        url = session.get("uploadUrl")
+        if not url:
             raise GraphError(Failure.UNKNOWN, None, "NoUploadUrl", "no upload URL returned")
-        url = session.upload_url
         offset = 0
         while offset < len(data):
             chunk = data[offset: offset + UPLOAD_CHUNK_BYTES]
@@ -330,6 +349,10 @@ class GraphMailboxes:
             return response
         raise _http_error(response)
 
+    @staticmethod
+    def _attachments_path(mailbox: str, message_id: str) -> str:
+        return f"users/{quote(mailbox)}/messages/{quote(message_id)}/attachments"
+
     def _attachments(self, mailbox: str, message_id: str) -> AttachmentsRequestBuilder:
         return (self._client.users.by_user_id(mailbox).messages.by_message_id(message_id)
                 .attachments)
@@ -345,18 +368,28 @@ def _next_offset(response: httpx.Response, default: int) -> int:
     return int(str(ranges[0]).split("-", 1)[0])
 
 
+def file_attachment(name: str, content_type: str, data: bytes) -> dict[str, Any]:
+    return {"@odata.type": "#microsoft.graph.fileAttachment", "name": name,
+            "contentType": content_type, "contentBytes": base64.b64encode(data).decode("ascii")}
+
+
 def _http_error(response: httpx.Response) -> GraphError:
+    """A write's failure, classified as `classify` does msgraph's (writes only)."""
     code, message = "", response.text[:200]
     try:
         error = response.json().get("error", {})
         code, message = error.get("code", ""), error.get("message", message)
-    except ValueError:
+    except (ValueError, AttributeError):
         pass
     status = response.status_code
+    retry_after = _retry_after(response.headers.get("retry-after"))
     if status == 429:
-        return GraphError(Failure.THROTTLED, status, code, message,
-                          _retry_after(response.headers.get("retry-after")) or 1.0)
-    if status >= 500:
-        return GraphError(Failure.UNKNOWN, status, code, message)
+        return GraphError(Failure.THROTTLED, status, code, message, retry_after or 1.0)
+    if code in ("MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI"):
+        return GraphError(Failure.NO_MAILBOX, status, code, message)
+    if status == 404:
+        return GraphError(Failure.NOT_FOUND, status, code, message)
+    if status >= 500 or status == 408:
+        return GraphError(Failure.UNKNOWN, status, code, message, retry_after)
     return GraphError(Failure.REJECTED, status, code, message)
 

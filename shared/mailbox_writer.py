@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from msgraph.generated.models.message import Message
-
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Item
 from shared.ledger import ClaimConflict, Ledger, LedgerEntry, LedgerState
@@ -223,7 +221,8 @@ class MailboxWriter:
                     raise RetryLater(f"item is being written by another worker: {conflict}")
                 await asyncio.sleep(0.5)
 
-    async def _create(self, item: Item, mailbox: str, folder: str, message: Message) -> str:
+    async def _create(self, item: Item, mailbox: str, folder: str,
+                      message: dict[str, Any]) -> str:
         for attempt in range(self._max_attempts):
             try:
                 return await self._graph.create_message(mailbox, folder, message)

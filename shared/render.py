@@ -1,23 +1,17 @@
-"""Item -> Graph message: a non-draft mail item that shows who said what to whom and when."""
+"""Item -> Graph message: a non-draft mail item that shows who said what to whom and when.
+
+The message is Graph's JSON (a dict for `json.dumps`), not msgraph-sdk models: building and
+serializing the models cost ~15% of the import's CPU (docs/BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
 import html
 from datetime import datetime
 from email.header import Header
+from typing import Any
 
-from msgraph.generated.models.body_type import BodyType
-from msgraph.generated.models.email_address import EmailAddress
-from msgraph.generated.models.file_attachment import FileAttachment
-from msgraph.generated.models.internet_message_header import InternetMessageHeader
-from msgraph.generated.models.item_body import ItemBody
-from msgraph.generated.models.message import Message
-from msgraph.generated.models.recipient import Recipient
-from msgraph.generated.models.single_value_legacy_extended_property import (
-    SingleValueLegacyExtendedProperty,
-)
-
-from shared.graph import ARCHIVE_KEY_PROPERTY
+from shared.graph import ARCHIVE_KEY_PROPERTY, file_attachment
 from shared.item import Attachment, Item, ItemKind, Participant
 
 PR_MESSAGE_FLAGS = "Integer 0x0E07"  # 1 = read and not unsent: the item is not a draft
@@ -50,56 +44,54 @@ def chat_label(item: Item) -> str:
     return f"Chat: {item.chat.thread_name or other or item.chat.thread_id or '1:1'}"
 
 
-def recipient(person: Participant) -> Recipient:
+def recipient(person: Participant) -> dict[str, Any]:
     """Display name with the number; the address, or the number where there is none."""
     name = f"{person.name} ({person.phone})" if person.phone and person.name else (
         person.name or person.phone or "")
     address = person.email or person.phone or ""
-    return Recipient(email_address=EmailAddress(name=name, address=address))
+    return {"emailAddress": {"name": name, "address": address}}
 
 
-def render_message(item: Item, inline: list[Attachment], body: str | None = None) -> Message:
+def render_message(item: Item, inline: list[Attachment], body: str | None = None
+                   ) -> dict[str, Any]:
     """`body`: the item's `body_html`, when the caller already made it."""
     sender = recipient(item.sender)
     when = _iso(item.captured_at)
-    return Message(
-        subject=subject(item),
-        body=ItemBody(content_type=BodyType.Html,
-                      content=body if body is not None else body_html(item)),
-        from_=sender,
-        sender=sender,
-        to_recipients=[recipient(p) for p in item.recipients],
-        internet_message_id=item.internet_message_id or f"<{_safe_id(item.archive_key)}"
-                                                        "@telegram-archive.invalid>",
-        internet_message_headers=internet_headers(item),
-        single_value_extended_properties=[
-            SingleValueLegacyExtendedProperty(id=PR_MESSAGE_FLAGS, value="1"),
-            SingleValueLegacyExtendedProperty(id=PR_MESSAGE_DELIVERY_TIME, value=when),
-            SingleValueLegacyExtendedProperty(id=PR_CLIENT_SUBMIT_TIME, value=when),
-            SingleValueLegacyExtendedProperty(id=ARCHIVE_KEY_PROPERTY, value=item.archive_key),
+    message: dict[str, Any] = {
+        "subject": subject(item),
+        "body": {"contentType": "html",
+                 "content": body if body is not None else body_html(item)},
+        "from": sender,
+        "sender": sender,
+        "toRecipients": [recipient(p) for p in item.recipients],
+        "internetMessageId": item.internet_message_id or f"<{_safe_id(item.archive_key)}"
+                                                         "@telegram-archive.invalid>",
+        "internetMessageHeaders": internet_headers(item),
+        "singleValueExtendedProperties": [
+            {"id": PR_MESSAGE_FLAGS, "value": "1"},
+            {"id": PR_MESSAGE_DELIVERY_TIME, "value": when},
+            {"id": PR_CLIENT_SUBMIT_TIME, "value": when},
+            {"id": ARCHIVE_KEY_PROPERTY, "value": item.archive_key},
         ],
-        attachments=[file_attachment(a) for a in inline] or None,
-    )
+    }
+    if inline:
+        message["attachments"] = [file_attachment(a.name, a.content_type, a.data)
+                                  for a in inline]
+    return message
 
 
-def file_attachment(attachment: Attachment) -> FileAttachment:
-    return FileAttachment(odata_type="#microsoft.graph.fileAttachment", name=attachment.name,
-                          content_type=attachment.content_type, content_bytes=attachment.data)
-
-
-def internet_headers(item: Item) -> list[InternetMessageHeader]:
-    headers = [InternetMessageHeader(name="X-Telegram-Archive-Key",
-                                     value=_ascii(item.archive_key))]
+def internet_headers(item: Item) -> list[dict[str, str]]:
+    headers = [{"name": "X-Telegram-Archive-Key", "value": _ascii(item.archive_key)}]
     if item.notices:
-        headers.append(InternetMessageHeader(name="X-Telegram-Archive-Notice", value=_ascii(
-            "; ".join(n.tag for n in item.notices))))
+        headers.append({"name": "X-Telegram-Archive-Notice",
+                        "value": _ascii("; ".join(n.tag for n in item.notices))})
     total = 0
     for name, value in item.telemessage_headers:
         encoded = _ascii(value)
         total += len(name) + len(encoded)
         if total > MAX_HEADERS_TOTAL:
             break
-        headers.append(InternetMessageHeader(name=name, value=encoded))
+        headers.append({"name": name, "value": encoded})
     return headers
 
 

@@ -59,6 +59,7 @@ class Settings:
     report_schedule: str = "0 */10 * * * *"
     report_grace_minutes: int = 60
     quarantine_container: str = "quarantine"
+    gate_container: str = "graph-gate"  # Graph's per-mailbox slots, leased by every process
     mapping_refresh_seconds: int = 60
     retry_base_seconds: int = 30  # first re-queue delay after a failed delivery; then doubled
     retry_max_delay_seconds: int = 3600
@@ -112,6 +113,7 @@ class Settings:
             report_schedule=env.get("REPORT_SCHEDULE", cls.report_schedule),
             report_grace_minutes=_int(env, "REPORT_GRACE_MINUTES", cls.report_grace_minutes),
             quarantine_container=env.get("QUARANTINE_CONTAINER", cls.quarantine_container),
+            gate_container=env.get("GATE_CONTAINER", cls.gate_container),
             mapping_refresh_seconds=_int(env, "MAPPING_REFRESH_SECONDS",
                                          cls.mapping_refresh_seconds),
             retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", cls.retry_base_seconds),

@@ -37,6 +37,7 @@ def isolated_env(azurite: Azurite, **overrides: str) -> dict[str, str]:
         "ITEMS_CONTAINER": f"items-{tag}",
         "REPORTS_CONTAINER": f"reports-{tag}",
         "QUARANTINE_CONTAINER": f"quarantine-{tag}",
+        "GATE_CONTAINER": f"gate-{tag}",
         "MAPPING_BLOB": f"config-{tag}/mapping.csv",
         "ITEMS_QUEUE": f"items-{tag}",
         "REPLAY_QUEUE": f"replay-{tag}",

@@ -40,6 +40,7 @@ param exportsContainerName string
 param itemsContainerName string
 param reportsContainerName string
 param quarantineContainerName string
+param gateContainerName string
 param preservedContainerName string
 param itemsQueueName string
 param replayQueueName string
@@ -205,6 +206,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ITEMS_CONTAINER: itemsContainerName
     REPORTS_CONTAINER: reportsContainerName
     QUARANTINE_CONTAINER: quarantineContainerName
+    GATE_CONTAINER: gateContainerName
     PRESERVED_CONTAINER: preservedContainerName
     ITEMS_QUEUE: itemsQueueName
     REPLAY_QUEUE: replayQueueName

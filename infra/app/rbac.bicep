@@ -127,7 +127,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 // containers (azure-webjobs-hosts, -secrets), takes blob leases (singleton/timer), keeps the
 // timer schedule monitor and its keys there, and Flex reads the deployment package from the
 // same account. The connector's own blob work (write exports and items, read mapping.csv, write
-// reports) needs no more than that, so there is no separate assignment for it.
+// reports, lease the Graph mailbox slots in graph-gate) needs no more than that, so there is
+// no separate assignment for it.
 resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, storageBlobDataOwner)
   scope: storage

@@ -22,6 +22,8 @@ param exportsContainerName string
 param itemsContainerName string
 param reportsContainerName string
 param quarantineContainerName string
+@description('Graph\'s per-mailbox concurrency slots: one small blob per slot, leased by the worker processes (shared/mailbox_slots.py).')
+param gateContainerName string
 param preservedContainerName string
 param configContainerName string
 param deadLetterContainerName string
@@ -161,6 +163,15 @@ resource reportsContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 resource quarantineContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: quarantineContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Graph's 4-requests-per-mailbox slots, shared by every instance and worker process as leases.
+resource gateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: gateContainerName
   properties: {
     publicAccess: 'None'
   }

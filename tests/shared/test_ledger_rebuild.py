@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 
-from shared.clients import Runtime, graph_client
+from shared.clients import Runtime, graph_mailboxes
 from shared.graph import ARCHIVE_KEY_PROPERTY, GraphMailboxes
 from shared.ledger import REBUILD_OWNER, LedgerState
 from shared.ledger_rebuild import LedgerRebuilder
@@ -34,8 +34,7 @@ async def setup(azurite) -> AsyncIterator[tuple[GraphSimulator, Runtime,  # noqa
             token=TOKEN) as sim:
         env = isolated_env(azurite, GRAPH_BASE_URL=sim.base_url, GRAPH_STATIC_TOKEN=TOKEN)
         runtime = Runtime(Settings.from_env(env))
-        graph = GraphMailboxes(graph_client(runtime.settings), httpx.AsyncClient(),
-                               MailboxGate(), backoff_base=0.01)
+        graph = graph_mailboxes(runtime.settings, MailboxGate(), backoff_base=0.01)
         yield sim, runtime, graph
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from shared.clients import Runtime, graph_client
+from shared.clients import Runtime, graph_mailboxes
 from shared.graph import Failure, GraphError, GraphMailboxes
 from shared.item import Attachment, Chat, Direction, Item, ItemKind, Participant
 from shared.ledger import Ledger, LedgerState
@@ -55,8 +55,7 @@ class Kit:
 
     def new_writer(self) -> MailboxWriter:
         """A second worker: its own folder cache and gate, the same ledger and Graph."""
-        graph = GraphMailboxes(graph_client(self.runtime.settings), httpx.AsyncClient(),
-                               MailboxGate(), backoff_base=0.01)
+        graph = graph_mailboxes(self.runtime.settings, MailboxGate(), backoff_base=0.01)
         return MailboxWriter(graph, FolderCache(graph, "Telegram Archiver"),
                              self.runtime.ledger, self.runtime.run_io)
 
@@ -74,8 +73,7 @@ def sim() -> Iterator[GraphSimulator]:
 async def kit(sim: GraphSimulator, azurite) -> AsyncIterator[Kit]:  # noqa: ANN001
     env = isolated_env(azurite, GRAPH_BASE_URL=sim.base_url, GRAPH_STATIC_TOKEN=TOKEN)
     runtime = Runtime(Settings.from_env(env))
-    graph = GraphMailboxes(graph_client(runtime.settings), httpx.AsyncClient(), MailboxGate(),
-                           backoff_base=0.01)
+    graph = graph_mailboxes(runtime.settings, MailboxGate(), backoff_base=0.01)
     writer = MailboxWriter(graph, FolderCache(graph, "Telegram Archiver"), runtime.ledger,
                            runtime.run_io)
     yield Kit(sim, runtime, graph, writer, GraphReader(sim.base_url, TOKEN))

@@ -90,7 +90,7 @@ def test_a_stubbed_item_is_visibly_marked() -> None:
     assert body.index("Attachments withheld") < body.index("hello")  # before the text
     assert "file-0.bin (11010048 bytes)" in body
     assert ("X-Telegram-Archive-Notice", "Attachments withheld") in [
-        (h.name, h.value) for h in internet_headers(prepared.item)]
+        (h["name"], h["value"]) for h in internet_headers(prepared.item)]
 
 
 def test_import_takes_the_whole_item_within_graphs_limits() -> None:

@@ -12,12 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.clients import Runtime, graph_client
-from shared.graph import GraphMailboxes
+from shared.clients import Runtime, graph_mailboxes
 from shared.importer import Importer
 from shared.mailbox_writer import FolderCache, MailboxWriter
 from shared.mapping import Directory, Mapper, MappingTable
@@ -90,8 +88,7 @@ async def kit(sim: GraphSimulator, azurite, monkeypatch: pytest.MonkeyPatch  # n
                    captured_at=datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
     rt.blob_service.get_container_client(env["ITEMS_CONTAINER"]).upload_blob(
         "e/m.eml", build_eml(item))
-    graph = GraphMailboxes(graph_client(rt.settings), httpx.AsyncClient(), MailboxGate(),
-                           backoff_base=0.01)
+    graph = graph_mailboxes(rt.settings, MailboxGate(), backoff_base=0.01)
     # A short claim wait, so a mailbox whose row another worker holds fails fast.
     writer = MailboxWriter(graph, FolderCache(graph, "Telegram Archiver"), rt.ledger,
                            rt.run_io, claim_wait_seconds=0.2)
