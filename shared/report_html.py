@@ -126,7 +126,7 @@ def render_day(day: str, reports: list[ExportReport], generated_at: datetime) ->
     parts += _summary(manifest, total, totals.outcomes, len(totals.per_mailbox),
                       len(totals.unmapped))
     parts += _charts(totals.outcomes, reports)
-    parts += _exports(reports, totals.outcomes)
+    parts += _exports(reports, totals.outcomes, generated_at)
     parts += _attention(reports)
     parts += _unmapped(totals.unmapped)
     parts += _mailboxes(totals.per_mailbox)
@@ -207,7 +207,7 @@ def _charts(outcomes: Counter[str], reports: list[ExportReport]) -> list[str]:
             f"<div class=\"chart\">{lag_chart}<p>Lag: {lag_text}.</p></div>", "</div>"]
 
 
-def _exports(reports: list[ExportReport], outcomes: Counter[str]) -> list[str]:
+def _exports(reports: list[ExportReport], outcomes: Counter[str], now: datetime) -> list[str]:
     columns = _outcome_order(set(outcomes))
     parts = ["<h2>Exports</h2><table><thead><tr><th>export</th><th class=\"n\">manifest</th>"
              "<th class=\"n\">total</th>"
@@ -216,6 +216,9 @@ def _exports(reports: list[ExportReport], outcomes: Counter[str]) -> list[str]:
     for report in reports:
         manifest = "-" if report.manifest_count is None else report.manifest_count
         status = "yes" if report.reconciled else f"NO: {report.discrepancy()}"
+        retrying = report.retrying_until(now)
+        if retrying is not None:
+            status += f"; retrying until {retrying.isoformat(timespec='seconds')}"
         problems = "".join(f"<br>{_e(p.get('code', ''))}: {_e(p.get('detail', ''))}"
                            for p in report.problems[:20])
         parts.append(f"<tr data-export=\"{_e(report.export)}\"><td class=\"wrap\">"

@@ -167,6 +167,16 @@ def test_stubbed_and_damaged_items_are_explained_and_count_in_the_lag() -> None:
     assert lags([report]) == [60, 120]
 
 
+def test_an_export_with_items_retrying_says_until_when() -> None:
+    until = NOW.timestamp() + 3600
+    report = _report(EXPORT_1, [
+        ItemOutcome(EXPORT_1, "a.eml", Outcome.QUEUED, reason="retrying", retry_until=until),
+        ItemOutcome(EXPORT_1, "b.eml", Outcome.IMPORTED)], 2)
+    text = "".join(_dom(render_day(DAY, [report], NOW)).text)
+    assert "1 of them retrying after failures" in text
+    assert "retrying until 2026-11-26T07:00:00+00:00" in text
+
+
 def test_csv_lines_are_the_mapping_format_and_only_for_numbers() -> None:
     assert csv_line("+44 7700 900123") == "447700900123,"
     assert csv_line("someone@example.org") is None
