@@ -51,11 +51,6 @@ from shared.throttle import MailboxGate
 
 T = TypeVar("T")
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
-# Graph writes: mailboxes spread over small pools (see GraphApi); together they keep alive
-# about what one process has in flight.
-GRAPH_POOLS = 8
-GRAPH_POOL_CONNECTIONS = 16
-
 
 class StaticTokenProvider(AccessTokenProvider):
     """A fixed bearer token, only for a loopback Graph (the simulator); see Settings."""
@@ -151,18 +146,9 @@ def graph_mailboxes(settings: Settings, gate: MailboxGate, backoff_base: float =
     upload client without credentials (upload URLs are pre-authenticated)."""
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
     auth = _graph_auth(settings.require_graph(), host)
-    pools = [httpx.AsyncClient(base_url=_with_slash(settings.graph_base_url),
-                               timeout=httpx.Timeout(100.0, connect=15.0),
-                               limits=httpx.Limits(max_connections=GRAPH_POOL_CONNECTIONS,
-                                                   max_keepalive_connections=GRAPH_POOL_CONNECTIONS))
-             for _ in range(GRAPH_POOLS)]
-    api = GraphApi(pools, auth.access_token_provider)
+    api = GraphApi(settings.graph_base_url, auth.access_token_provider)
     return GraphMailboxes(graph_client(settings, auth), api, httpx.AsyncClient(timeout=120.0),
                           gate, backoff_base=backoff_base)
-
-
-def _with_slash(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
 
 
 def graph_client(settings: Settings, auth: BaseBearerTokenAuthenticationProvider | None = None

@@ -1,7 +1,7 @@
 """Microsoft Graph, as the connector uses it: msgraph-sdk for the directory, folders and
-look-ups; plain JSON over httpx for the per-item writes (create message, add attachment,
-upload session), with the same token provider. msgraph's models and kiota's middleware chain
-were ~35-40% of the import's CPU per item (docs/BENCHMARKS.md).
+look-ups; plain JSON over aiohttp for the per-item writes (create message, add attachment,
+upload session), with the same token provider; httpx for the upload ranges. msgraph's models
+and kiota's middleware chain were ~35-40% of the import's CPU per item (docs/BENCHMARKS.md).
 
 Every mailbox call passes through the MailboxGate (back-pressure) and comes back either with a
 result or as a GraphError saying whether the failure is throttling, transient, unknown (the
@@ -16,13 +16,13 @@ import functools
 import json
 import logging
 import time
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import AccessTokenProvider
@@ -52,6 +52,9 @@ T = TypeVar("T")
 # The named property that tags every item we write with its archive key (idempotency).
 ARCHIVE_PROPERTY_SET = "{541bbd6f-e9a4-4003-a777-0a9eeced438d}"
 ARCHIVE_KEY_PROPERTY = f"String {ARCHIVE_PROPERTY_SET} Name ArchiveKey"
+
+# Connections for the writes (4 requests per mailbox for ~32 mailboxes at once).
+GRAPH_WRITE_CONNECTIONS = 128
 
 UPLOAD_CHUNK_BYTES = 10 * 320 * 1024  # 3.125 MiB: a multiple of 320 KiB, under Outlook's 4 MB
 
@@ -96,7 +99,8 @@ def classify(exc: BaseException, *, write: bool) -> GraphError:
             kind = Failure.UNKNOWN if write else Failure.TRANSIENT
             return GraphError(kind, status, code, message, retry_after)
         return GraphError(Failure.REJECTED, status, code, message)
-    if isinstance(exc, httpx.TimeoutException | httpx.TransportError | asyncio.TimeoutError):
+    if isinstance(exc, httpx.TimeoutException | httpx.TransportError | aiohttp.ClientError
+                  | asyncio.TimeoutError):
         kind = Failure.UNKNOWN if write else Failure.TRANSIENT
         return GraphError(kind, None, type(exc).__name__, str(exc))
     raise exc
@@ -129,29 +133,62 @@ class GraphApi:
     """POSTs of JSON to Graph with a bearer token from the token provider, which gives a
     token only for Graph's own host. No tracing middleware: a span would carry the URL.
 
-    The mailboxes are spread over several small connection pools (all with base_url
-    GRAPH_BASE_URL): httpcore scans its whole pool on every request and every response, and
-    one pool of ~100 connections cost ~22% of the import's CPU (docs/BENCHMARKS.md)."""
+    Over aiohttp, not httpx: per request httpx cost ~0.7 ms of CPU (its connection pool scans
+    every connection on every request and response) where aiohttp costs ~0.14 ms, and these
+    writes are most of the connector's requests (docs/BENCHMARKS.md). The session belongs to
+    the event loop it was made on, so one is made per loop, on first use."""
 
-    def __init__(self, pools: list[httpx.AsyncClient], tokens: AccessTokenProvider) -> None:
-        self._pools = pools
+    def __init__(self, base_url: str, tokens: AccessTokenProvider,
+                 connections: int = GRAPH_WRITE_CONNECTIONS, timeout: float = 100.0,
+                 connect_timeout: float = 15.0) -> None:
+        self._base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._tokens = tokens
+        self._connections = connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncIterator[None] | None = None
+
+    async def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
+            # trust_env: proxies from the environment, as httpx (the SDK's client) honours them
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                timeout=self._timeout, trust_env=True)
+            self._loop = loop
+            # Closed with the loop: asyncio.run() finishes every started async generator (the
+            # loop only holds it weakly; dropped, it would close the session at once).
+            self._closer = _closed_at_shutdown(self._session)
+            await anext(self._closer)
+        return self._session
 
     async def post(self, mailbox: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The answer's JSON; a failure as a GraphError (5xx and timeouts as UNKNOWN)."""
-        http = self._pools[zlib.crc32(mailbox.encode()) % len(self._pools)]
-        token = await self._tokens.get_authorization_token(str(http.base_url))
+        token = await self._tokens.get_authorization_token(self._base_url)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = await http.post(path, content=json.dumps(body).encode(), headers=headers)
-        if response.status_code in (200, 201):
+        http = await self._http()
+        async with http.post(self._base_url + path, data=json.dumps(body).encode(),
+                             headers=headers) as response:
+            payload = await response.read()
+            status = response.status
+            retry_after = response.headers.get("Retry-After")
+        if status in (200, 201):
             try:
-                answer = response.json()
+                answer = json.loads(payload)
             except ValueError:
                 answer = None
             return answer if isinstance(answer, dict) else {}
-        raise _http_error(response)
+        raise _http_error(status, retry_after, payload.decode("utf-8", "replace"))
+
+
+async def _closed_at_shutdown(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await session.close()
 
 
 class GraphMailboxes:
@@ -347,7 +384,8 @@ class GraphMailboxes:
         response = await self._upload_http.put(url, content=chunk, headers=headers)
         if response.status_code in (200, 201, 202):
             return response
-        raise _http_error(response)
+        raise _http_error(response.status_code, response.headers.get("retry-after"),
+                          response.text)
 
     @staticmethod
     def _attachments_path(mailbox: str, message_id: str) -> str:
@@ -373,16 +411,15 @@ def file_attachment(name: str, content_type: str, data: bytes) -> dict[str, Any]
             "contentType": content_type, "contentBytes": base64.b64encode(data).decode("ascii")}
 
 
-def _http_error(response: httpx.Response) -> GraphError:
+def _http_error(status: int, retry_after_header: str | None, text: str) -> GraphError:
     """A write's failure, classified as `classify` does msgraph's (writes only)."""
-    code, message = "", response.text[:200]
+    code, message = "", text[:200]
     try:
-        error = response.json().get("error", {})
+        error = json.loads(text).get("error", {})
         code, message = error.get("code", ""), error.get("message", message)
     except (ValueError, AttributeError):
         pass
-    status = response.status_code
-    retry_after = _retry_after(response.headers.get("retry-after"))
+    retry_after = _retry_after(retry_after_header)
     if status == 429:
         return GraphError(Failure.THROTTLED, status, code, message, retry_after or 1.0)
     if code in ("MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI"):
