@@ -56,6 +56,7 @@ def measure(mailboxes: int, items: int, workdir: Path, host_json: dict[str, Any]
         "cpu_s": run.cpu_seconds,
         "ceiling": ceiling, "requests_per_item": per_item,
         "busiest_mailbox_bound": len(day) / busiest if busiest else None,
+        "busiest_mailbox_busy": graph["busiest_mailbox_request_seconds"] / PER_MAILBOX / window,
         "graph_requests_in_flight": graph["mailbox_requests"] * LATENCY / window,
         "throttled": graph["stats"]["throttled"],
         "throttled_pct": round(100 * graph["stats"]["throttled"] / max(graph["stats"]["requests"],

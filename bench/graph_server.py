@@ -35,11 +35,18 @@ def summary(sim: GraphSimulator) -> dict[str, Any]:
     log = sim.request_log
     per_mailbox = Counter(r.mailbox for r in log if r.mailbox and r.status != 429)
     admitted = [r for r in log if r.status != 429]
+    busiest = per_mailbox.most_common(1)[0][0] if per_mailbox else None
     return {
         "stats": sim.stats(),
         "requests": len(log),
         "mailbox_requests": sum(per_mailbox.values()),  # admitted, counted against a mailbox
         "max_mailbox_requests": max(per_mailbox.values(), default=0),
+        # seconds the busiest mailbox's admitted requests took, summed: / 4 / window is how
+        # busy the connector kept the mailbox that bounds the day
+        "busiest_mailbox_request_seconds": sum(r.ended - r.started for r in admitted
+                                               if r.mailbox == busiest),
+        "busiest_mailbox_span": [f([getattr(r, a) for r in admitted if r.mailbox == busiest],
+                                   default=0.0) for f, a in ((min, "started"), (max, "ended"))],
         "mailboxes_used": len(per_mailbox),
         "by_operation": dict(Counter(operation(r) for r in log).most_common()),
         "by_status": dict(Counter(str(r.status) for r in log)),

@@ -164,15 +164,16 @@ class GraphApi:
             await anext(self._closer)
         return self._session
 
-    async def post(self, mailbox: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The answer's JSON; a failure as a GraphError (5xx and timeouts as UNKNOWN)."""
+    async def post(self, path: str, body: bytes) -> dict[str, Any]:
+        """POSTs a JSON body (serialized by the caller before it takes a mailbox slot, which
+        is held only for the exchange); the answer's JSON, or a GraphError (5xx and timeouts
+        as UNKNOWN)."""
         token = await self._tokens.get_authorization_token(self._base_url)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         http = await self._http()
-        async with http.post(self._base_url + path, data=json.dumps(body).encode(),
-                             headers=headers) as response:
+        async with http.post(self._base_url + path, data=body, headers=headers) as response:
             payload = await response.read()
             status = response.status
             retry_after = response.headers.get("Retry-After")
@@ -334,7 +335,8 @@ class GraphMailboxes:
     async def create_message(self, mailbox: str, folder_id: str,
                              message: dict[str, Any]) -> str:
         path = f"users/{quote(mailbox)}/mailFolders/{quote(folder_id)}/messages"
-        answer = await self._call(mailbox, lambda: self._api.post(mailbox, path, message),
+        body = json.dumps(message).encode()
+        answer = await self._call(mailbox, lambda: self._api.post(path, body),
                                   write=True)
         message_id = answer.get("id")
         if not message_id:
@@ -352,19 +354,19 @@ class GraphMailboxes:
 
     async def add_attachment(self, mailbox: str, message_id: str, name: str,
                              content_type: str, data: bytes) -> None:
-        body = file_attachment(name, content_type, data)
-        await self._call(mailbox, lambda: self._api.post(mailbox, self._attachments_path(
-            mailbox, message_id), body), write=True)
+        body = json.dumps(file_attachment(name, content_type, data)).encode()
+        path = self._attachments_path(mailbox, message_id)
+        await self._call(mailbox, lambda: self._api.post(path, body), write=True)
 
     async def upload_attachment(self, mailbox: str, message_id: str, name: str,
                                 content_type: str, data: bytes) -> None:
         """An upload session for an attachment over 3 MB: PUT ranges to the returned URL,
         which is pre-authenticated and on another host, so it never gets our token."""
-        body = {"AttachmentItem": {"attachmentType": "file", "name": name, "size": len(data),
-                                   "contentType": content_type}}
+        body = json.dumps({"AttachmentItem": {"attachmentType": "file", "name": name,
+                                               "size": len(data), "contentType": content_type}}
+                          ).encode()
         path = f"{self._attachments_path(mailbox, message_id)}/createUploadSession"
-        session = await self._call(mailbox, lambda: self._api.post(mailbox, path, body),
-                                   write=True)
+        session = await self._call(mailbox, lambda: self._api.post(path, body), write=True)
         url = session.get("uploadUrl")
         if not url:
             raise GraphError(Failure.UNKNOWN, None, "NoUploadUrl", "no upload URL returned")
