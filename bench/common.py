@@ -66,9 +66,10 @@ def settings_env(connection_string: str, graph_base_url: str = "http://127.0.0.1
 
 @contextlib.contextmanager
 def local_storage(workdir: Path) -> Iterator[Azurite]:
-    """A fresh in-memory Azurite (the project's pinned one) for one measurement."""
+    """A fresh in-memory Azurite (the project's pinned one) for one measurement, its blob,
+    queue and table services in three processes (see devhost.azurite)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with Azurite(workdir / "azurite") as azurite:
+    with Azurite(workdir / "azurite", services_apart=True) as azurite:
         yield azurite
 
 
@@ -80,10 +81,9 @@ def apply_env(env: dict[str, str]) -> Settings:
     return settings
 
 
-def azurite_pid(azurite: Azurite) -> int:
-    process = azurite._process  # noqa: SLF001 - only to read its CPU time
-    assert process is not None
-    return process.pid
+def azurite_pids(azurite: Azurite) -> dict[str, int]:
+    """Azurite's process(es) by name, for a CpuMeter."""
+    return azurite.pids
 
 
 # ---- CPU time per process -------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Start and stop the project's pinned Azurite (node_modules/.bin/azurite) on free ports."""
+"""Start and stop the project's pinned Azurite (node_modules/.bin/azurite) on free ports.
+
+`services_apart=True` runs blob, queue and table storage as three Node processes
+(azurite-blob, azurite-queue, azurite-table), as Azure runs them on separate services: one
+Node process is single-threaded, and under a day's load its queue alone (which scans every
+message of the queue on each receive, update and delete) would hold up every table and blob
+call behind it (docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -21,12 +27,24 @@ ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # noqa: S105,E501
 
 
+SERVICES = ("blob", "queue", "table")
+# In memory; no telemetry (Azurite sends some by default; there is no network here anyway).
+OPTIONS = ("--silent", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence",
+           "--disableTelemetry")
+
+
 class Azurite:
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, services_apart: bool = False) -> None:
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
         self._workdir = workdir
+        self._apart = services_apart
         self._tmp: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """"azurite", or "azurite blob", "azurite queue" and "azurite table": process ids."""
+        return {name: process.pid for name, process in self._processes.items()}
 
     @property
     def connection_string(self) -> str:
@@ -41,19 +59,28 @@ class Azurite:
             raise RuntimeError(f"{AZURITE} not found: run `npm ci` (make setup) first")
         location = self._workdir or Path(self._make_tmp())
         location.mkdir(parents=True, exist_ok=True)
-        log = open(location / "azurite.log", "wb")  # noqa: SIM115 - lives with the process
-        self._process = subprocess.Popen(
-            [str(AZURITE), "--silent", "--skipApiVersionCheck", "--loose",
-             "--inMemoryPersistence",
-             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=location)
+        ports = {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}
+        if self._apart:
+            commands = {f"azurite {service}": [str(AZURITE.with_name(f"azurite-{service}")),
+                                               *OPTIONS, f"--{service}Host", "127.0.0.1",
+                                               f"--{service}Port", str(ports[service])]
+                        for service in SERVICES}
+        else:
+            commands = {"azurite": [str(AZURITE), *OPTIONS, *(
+                arg for service in SERVICES
+                for arg in (f"--{service}Host", "127.0.0.1", f"--{service}Port",
+                            str(ports[service])))]}
+        for name, command in commands.items():
+            log = open(location / f"{name.replace(' ', '-')}.log", "wb")  # noqa: SIM115
+            self._processes[name] = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=location)
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.table_port):
             while not _listening(port):
-                if self._process.poll() is not None:
-                    raise RuntimeError(f"Azurite exited early; see {location / 'azurite.log'}")
+                if any(process.poll() is not None for process in self._processes.values()):
+                    self.stop()
+                    raise RuntimeError(f"Azurite exited early; see the logs in {location}")
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError("Azurite did not start in time")
@@ -61,13 +88,14 @@ class Azurite:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            # In-memory persistence: nothing to flush, and Azurite's graceful shutdown waits
-            # for idle connections, so end the whole process group at once.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait(timeout=10)
-        self._process = None
+        for process in self._processes.values():
+            if process.poll() is None:
+                # In-memory persistence: nothing to flush, and Azurite's graceful shutdown
+                # waits for idle connections, so end the whole process group at once.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self._processes = {}
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
