@@ -210,10 +210,11 @@ def _endpoint(settings: Settings, service: str, explicit: str | None) -> str:
 
 
 def _storage_transport() -> RequestsTransport:
-    """One connection pool sized for the storage thread pool (requests' default is 10)."""
+    """Connection pools sized for the storage thread pool and the split's workers (requests'
+    default is 10): a full pool discards connections, and each new one costs both sides."""
     session = requests.Session()
     session.trust_env = False  # no ~/.netrc and proxy look-ups on every request (~14% of split)
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64)
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=128)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return RequestsTransport(session=session, session_owner=False)

@@ -4,6 +4,7 @@ and capped exponential back-off with full jitter for everything else."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from shared.mailbox_slots import BlobSlots, Lease
+from shared.mailbox_slots import WANT_EVERY_SECONDS, BlobSlots, Lease
 
 
 def backoff_seconds(attempt: int, base: float = 0.5, cap: float = 30.0,
@@ -30,6 +31,7 @@ class _Mailbox:
     waiters: deque[asyncio.Future[Lease | None]] = field(default_factory=deque)
     acquiring: bool = False
     not_before: float = 0.0  # after giving slots back, let other processes take them first
+    want_again: float = 0.0  # when to tell the holders again that this process is waiting
 
 
 class MailboxGate:
@@ -64,7 +66,7 @@ class MailboxGate:
             await self._wait_if_paused(mailbox)
             yield
         finally:
-            await self._give_back(box, lease)
+            await self._give_back(mailbox, box, lease)
 
     async def _take(self, mailbox: str, box: _Mailbox) -> Lease:
         assert self._slots is not None
@@ -81,6 +83,10 @@ class MailboxGate:
                     box.acquiring = True
                     try:
                         lease_or_none = await self._slots.acquire(mailbox, set(box.held))
+                        if lease_or_none is None and time.monotonic() >= box.want_again:
+                            box.want_again = time.monotonic() + WANT_EVERY_SECONDS
+                            with contextlib.suppress(Exception):  # advisory: a hint only
+                                await self._slots.want(mailbox)
                     finally:
                         box.acquiring = False
                     if lease_or_none is not None:
@@ -98,17 +104,25 @@ class MailboxGate:
             except asyncio.CancelledError:
                 unused = waiter.result() if waiter.done() and not waiter.cancelled() else None
                 if unused is not None:  # handed over just before the cancellation
-                    await self._give_back(box, unused)
+                    await self._give_back(mailbox, box, unused)
                 raise
             if handed is not None:
                 return handed
 
-    async def _give_back(self, box: _Mailbox, lease: Lease) -> None:
+    async def _give_back(self, mailbox: str, box: _Mailbox, lease: Lease) -> None:
         if lease.until <= time.monotonic():
-            box.not_before = time.monotonic() + 2 * self._poll
-            await self._drop(box, lease)
-            _wake(box, None)
-        elif not _wake(box, lease):
+            assert self._slots is not None
+            try:
+                extended = await self._slots.extend(mailbox, lease)
+            except Exception:  # noqa: BLE001 - storage trouble: give it up, the lease expires
+                extended = None
+            if extended is None:  # another process asked: its turn
+                box.held.discard(lease.blob)
+                box.not_before = time.monotonic() + 2 * self._poll
+                _wake(box, None)
+                return
+            lease = extended
+        if not _wake(box, lease):
             lease.idle_since = time.monotonic()
             box.free.append(lease)
             loop = asyncio.get_running_loop()

@@ -65,6 +65,37 @@ async def test_a_busy_process_gives_its_slots_back_after_the_hold(azurite) -> No
     assert waited < 2.0
 
 
+async def test_a_process_nobody_waits_for_keeps_its_slots_past_the_hold(
+        azurite) -> None:  # noqa: ANN001
+    """Renewed, not given back and leased again: a busy mailbox served by one process loses
+    no time to hand-overs nobody takes (each used to leave the slot idle ~0.5 s)."""
+    [gate] = gates(azurite, 1, hold_seconds=0.3)
+    slots = gate._slots  # noqa: SLF001 - counting its storage calls
+    assert slots is not None
+    calls: Counter[str] = Counter()
+    for name in ("acquire", "release", "extend"):
+        original = getattr(slots, name)
+
+        async def counted(*args, _original=original, _name=name):  # noqa: ANN001,ANN002,ANN202
+            calls[_name] += 1
+            return await _original(*args)
+        setattr(slots, name, counted)
+    stop = asyncio.Event()
+
+    async def stream() -> None:
+        while not stop.is_set():
+            async with gate.slot("a"):
+                await asyncio.sleep(0.01)
+
+    streams = [asyncio.create_task(stream()) for _ in range(8)]
+    await asyncio.sleep(1.6)  # five holds
+    stop.set()
+    await asyncio.gather(*streams)
+    assert calls["acquire"] == 4
+    assert calls["extend"] >= 8  # each slot reached the end of its hold more than once
+    assert calls["release"] == 0
+
+
 async def test_without_shared_slots_each_process_has_its_own_four() -> None:
     """The per-process gate that the shared slots replace: two gates admit eight at once."""
     first, second = MailboxGate(4), MailboxGate(4)
