@@ -136,11 +136,15 @@ class Mapper:
         targets: dict[str, Target] = {}
         unmapped: list[Participant] = []
         conflicts: list[tuple[Participant, str]] = []
+        # The directory look-ups (one Graph call each for a new day's first items) at once.
+        found = iter(await asyncio.gather(*(self._target(person, table)
+                                            for person in item.participants
+                                            if not person.routing_conflict)))
         for person in item.participants:
             if person.routing_conflict:
                 conflicts.append((person, person.routing_conflict))
                 continue
-            target = await self._target(person, table)
+            target = next(found)
             if isinstance(target, str):
                 conflicts.append((person, target))
             elif target is None:

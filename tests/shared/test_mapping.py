@@ -67,6 +67,31 @@ async def test_csv_wins_over_email_and_unknown_people_are_unmapped() -> None:
     assert resolution.unmapped == (stranger,)
 
 
+async def test_a_new_items_participants_are_looked_up_at_once_and_kept_in_order() -> None:
+    """A day's first items find an empty directory cache: one Graph look-up per participant,
+    made together, not one after the other (each is a Graph round trip)."""
+    import asyncio
+
+    in_flight, peak = 0, 0
+
+    class SlowDirectory(FakeDirectory):
+        async def __call__(self, address: str) -> DirectoryUser | None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+            return await super().__call__(address)
+
+    people = [Participant(f"P{n}", None, f"p{n}@contoso.com") for n in range(5)]
+    lookup = SlowDirectory({f"p{n}@contoso.com": f"id-{n}" for n in (3, 1, 4)})
+    mapper = Mapper(MappingTable, Directory(lookup), auto_mapping=True)
+    resolution = await mapper.resolve(_item(*people))
+    assert peak == 5
+    assert [t.mailbox for t in resolution.targets] == ["id-1", "id-3", "id-4"]
+    assert resolution.unmapped == (people[0], people[2])
+
+
 async def test_auto_mapping_off_ignores_email_addresses() -> None:
     lookup = FakeDirectory({"dana@contoso.com": "id-d"})
     mapper = Mapper(MappingTable, Directory(lookup), auto_mapping=False)
