@@ -81,11 +81,6 @@ def apply_env(env: dict[str, str]) -> Settings:
     return settings
 
 
-def azurite_pids(azurite: Azurite) -> dict[str, int]:
-    """Azurite's process(es) by name, for a CpuMeter."""
-    return azurite.pids
-
-
 # ---- CPU time per process -------------------------------------------------------------------
 
 _TICK = os.sysconf("SC_CLK_TCK")

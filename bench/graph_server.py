@@ -45,8 +45,6 @@ def summary(sim: GraphSimulator) -> dict[str, Any]:
         # busy the connector kept the mailbox that bounds the day
         "busiest_mailbox_request_seconds": sum(r.ended - r.started for r in admitted
                                                if r.mailbox == busiest),
-        "busiest_mailbox_span": [f([getattr(r, a) for r in admitted if r.mailbox == busiest],
-                                   default=0.0) for f, a in ((min, "started"), (max, "ended"))],
         "mailboxes_used": len(per_mailbox),
         "by_operation": dict(Counter(operation(r) for r in log).most_common()),
         "by_status": dict(Counter(str(r.status) for r in log)),

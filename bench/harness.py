@@ -21,7 +21,6 @@ from bench.common import (
     CpuMeter,
     Profile,
     apply_env,
-    azurite_pids,
     local_storage,
     settings_env,
     wait_for_quiet,
@@ -223,7 +222,7 @@ def run_host(st: Stack, host_json: dict[str, Any] | None = None, profile_dir: Pa
     extra = QueueWorkers(workers - 1, host_json).start()
     meter = CpuMeter({"connector": os.getpid(),
                       **{f"worker {n}": pid for n, pid in enumerate(extra.pids, start=2)},
-                      **azurite_pids(st.azurite), "graph simulator": st.graph.pid})
+                      **st.azurite.pids, "graph simulator": st.graph.pid})
     profiles: dict[str, Profile] = {}
     if profile_dir is not None:
         profiles = {"connector": Profile(os.getpid(), profile_dir / "connector.pyspy.txt"),

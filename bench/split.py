@@ -20,7 +20,6 @@ from bench.common import (
     Profile,
     Row,
     apply_env,
-    azurite_pids,
     local_storage,
     settings_env,
     wait_for_quiet,
@@ -88,12 +87,12 @@ def measure_once(path: Path, workdir: Path, profile: bool) -> dict[str, Any]:
         runtime = Runtime(Settings.from_env())
         blob = upload_export(runtime, path)
         wait_for_quiet()
-        meter = CpuMeter({"connector": os.getpid(), **azurite_pids(azurite)}).start()
+        meter = CpuMeter({"connector": os.getpid(), **azurite.pids}).start()
         raw = raw_rate(runtime, path)
         raw_cpu = meter.stop()
 
         wait_for_quiet()
-        meter = CpuMeter({"connector": os.getpid(), **azurite_pids(azurite)}).start()
+        meter = CpuMeter({"connector": os.getpid(), **azurite.pids}).start()
         spy = Profile(os.getpid(), workdir / "split.pyspy.txt") if profile else None
         t0 = time.perf_counter()
         result = runtime.splitter().split(path.name, blob)

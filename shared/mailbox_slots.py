@@ -68,7 +68,7 @@ class BlobSlots:
 
     async def extend(self, mailbox: str, lease: Lease) -> Lease | None:
         """At the end of a hold: the slot for another hold when no other process has asked
-        for the mailbox since this one last looked; None (the slot given back) otherwise."""
+        for the mailbox since this one last looked; None (to be given back) otherwise."""
         extended: Lease | None = await self._run_io(self._extend, mailbox, lease)
         return extended
 
@@ -84,10 +84,12 @@ class BlobSlots:
             etag: str | None = self._wanted(mailbox).get_blob_properties().etag
         except ResourceNotFoundError:
             etag = None
-        seen = self._wanted_seen.get(mailbox, etag if etag is None else "")
+        if mailbox in self._wanted_seen:
+            asked = etag != self._wanted_seen[mailbox]  # since we last looked
+        else:
+            asked = etag is not None  # at some time before our first look
         self._wanted_seen[mailbox] = etag
-        if etag != seen:  # someone asked since we last looked (or before we ever did)
-            self._release(lease)
+        if asked:
             return None
         started = time.monotonic()
         try:

@@ -117,8 +117,9 @@ class MailboxGate:
             except Exception:  # noqa: BLE001 - storage trouble: give it up, the lease expires
                 extended = None
             if extended is None:  # another process asked: its turn
-                box.held.discard(lease.blob)
                 box.not_before = time.monotonic() + 2 * self._poll
+                with contextlib.suppress(Exception):  # unreleased, the lease still expires
+                    await self._drop(box, lease)
                 _wake(box, None)
                 return
             lease = extended
